@@ -1,0 +1,36 @@
+"""Persistent multi-role chat threads for LLM apps, one MongoDB document per thread."""
+
+from threadmem_mongo._config import configure
+from threadmem_mongo._models import RoleMessage, V1Role, V1RoleMessage, V1RoleThread
+from threadmem_mongo._store import ThreadStore
+from threadmem_mongo._thread import RoleThread
+from threadmem_mongo.errors import (
+    ConfigurationError,
+    ImageFormatError,
+    InvalidInputError,
+    MessageNotFoundError,
+    StoreUnavailableError,
+    ThreadMemError,
+    ThreadNotFoundError,
+    ThreadTooLargeError,
+    VersionConflictError,
+)
+
+__all__ = [
+    "ConfigurationError",
+    "ImageFormatError",
+    "InvalidInputError",
+    "MessageNotFoundError",
+    "RoleMessage",
+    "RoleThread",
+    "StoreUnavailableError",
+    "ThreadMemError",
+    "ThreadNotFoundError",
+    "ThreadStore",
+    "ThreadTooLargeError",
+    "V1Role",
+    "V1RoleMessage",
+    "V1RoleThread",
+    "VersionConflictError",
+    "configure",
+]

@@ -1,0 +1,182 @@
+"""Where a thread becomes a MongoDB document, and a document becomes a thread. Pure.
+
+One document per thread, in collection ``threads``::
+
+    {
+      "_id": "0b6f6c1e-...",              # the thread id (uuid4 string)
+      "owner_id": "random123",
+      "public": true,
+      "name": "My thread",
+      "metadata": {"purpose": "demo"},
+      "roles": [                           # the role list; names are data, never field paths
+        {"name": "assistant", "user_id": "bot-1", "user_name": "Bot", "icon": "...",
+         "description": null}
+      ],
+      "messages": [                        # embedded, in posting order
+        {"id": "5d0c...", "role": "user", "text": "Hey there!", "images": [],
+         "private": false, "created": 1712140700.12, "metadata": null}
+      ],
+      "message_count": 1,
+      "size_bytes": 412,                   # estimated BSON size, kept by every update
+      "version": 1,                        # +1 with every change that lands
+      "created": 1712140700.11,
+      "updated": 1712140700.12
+    }
+
+Messages do not store ``thread_id``: it is the document's ``_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import bson
+
+from threadmem_mongo._limits import ARRAY_ELEMENT_OVERHEAD_BYTES
+from threadmem_mongo._models import RoleMessage, V1Role
+
+COLLECTION_NAME = "threads"
+
+#: Top-level fields a thread document has, besides ``_id``.
+THREAD_FIELDS = (
+    "owner_id",
+    "public",
+    "name",
+    "metadata",
+    "roles",
+    "messages",
+    "message_count",
+    "size_bytes",
+    "version",
+    "created",
+    "updated",
+)
+
+
+@dataclass
+class ThreadState:
+    """Everything a thread object knows, as read from (or about to be written to) the store."""
+
+    id: str
+    owner_id: str | None
+    public: bool
+    name: str | None
+    metadata: dict[str, Any] | None
+    roles: dict[str, V1Role]
+    messages: list[RoleMessage]
+    version: int
+    created: float
+    updated: float
+    size_bytes: int = 0
+    message_count: int = 0
+
+
+def message_to_document(message: RoleMessage) -> dict[str, Any]:
+    """Return the embedded subdocument of ``message``."""
+    return {
+        "id": message.id,
+        "role": message.role,
+        "text": message.text,
+        "images": list(message.images),
+        "private": message.private,
+        "created": message.created,
+        "metadata": message.metadata,
+    }
+
+
+def message_from_document(doc: Mapping[str, Any], thread_id: str) -> RoleMessage:
+    """Return the message stored as ``doc`` in thread ``thread_id``."""
+    return RoleMessage.model_construct(
+        role=doc["role"],
+        text=doc["text"],
+        thread_id=thread_id,
+        images=list(doc.get("images") or []),
+        private=bool(doc.get("private", False)),
+        created=float(doc["created"]),
+        id=doc["id"],
+        metadata=doc.get("metadata"),
+    )
+
+
+def role_to_document(role: V1Role) -> dict[str, Any]:
+    """Return the embedded subdocument of ``role``."""
+    return role.model_dump()
+
+
+def role_from_document(doc: Mapping[str, Any]) -> V1Role:
+    """Return the role stored as ``doc``."""
+    return V1Role.model_construct(**{k: doc.get(k) for k in V1Role.model_fields})
+
+
+def element_size(subdocument: Mapping[str, Any]) -> int:
+    """Return the bytes ``subdocument`` adds to the thread document as an array element."""
+    return len(bson.encode(subdocument)) + ARRAY_ELEMENT_OVERHEAD_BYTES
+
+
+def fields_size(fields: Mapping[str, Any]) -> int:
+    """Return the bytes the top-level ``fields`` take in the thread document."""
+    return len(bson.encode(dict(fields)))
+
+
+def editable_fields(state: ThreadState) -> dict[str, Any]:
+    """Return the fields ``save()`` writes."""
+    return {"public": state.public, "name": state.name, "metadata": state.metadata}
+
+
+def thread_to_document(state: ThreadState) -> dict[str, Any]:
+    """Return the whole document of a new thread, with ``size_bytes`` filled in."""
+    doc: dict[str, Any] = {
+        "_id": state.id,
+        "owner_id": state.owner_id,
+        "public": state.public,
+        "name": state.name,
+        "metadata": state.metadata,
+        "roles": [role_to_document(role) for role in state.roles.values()],
+        "messages": [message_to_document(message) for message in state.messages],
+        "message_count": len(state.messages),
+        "size_bytes": 0,
+        "version": state.version,
+        "created": state.created,
+        "updated": state.updated,
+    }
+    # The size field holds an int64 placeholder so its own width is counted.
+    doc["size_bytes"] = len(bson.encode(doc)) + ARRAY_ELEMENT_OVERHEAD_BYTES
+    return doc
+
+
+def thread_from_document(doc: Mapping[str, Any]) -> ThreadState:
+    """Return the state of the thread stored as ``doc``."""
+    thread_id = doc["_id"]
+    messages = [message_from_document(m, thread_id) for m in doc.get("messages") or []]
+    roles = [role_from_document(r) for r in doc.get("roles") or []]
+    return ThreadState(
+        id=thread_id,
+        owner_id=doc.get("owner_id"),
+        public=bool(doc.get("public", False)),
+        name=doc.get("name"),
+        metadata=doc.get("metadata"),
+        roles={role.name: role for role in roles},
+        messages=messages,
+        version=int(doc.get("version", 0)),
+        created=float(doc["created"]),
+        updated=float(doc.get("updated", doc["created"])),
+        size_bytes=int(doc.get("size_bytes", 0)),
+        message_count=int(doc.get("message_count", len(messages))),
+    )
+
+
+def renumbered_messages(
+    messages: Iterable[RoleMessage], thread_id: str, new_ids: bool
+) -> list[RoleMessage]:
+    """Return ``messages`` as members of ``thread_id``, with fresh ids if ``new_ids``."""
+    from threadmem_mongo._models import new_id
+
+    result = []
+    for message in messages:
+        changes: dict[str, Any] = {"thread_id": thread_id}
+        if new_ids:
+            changes["id"] = new_id()
+        result.append(message.model_copy(update=changes))
+    return result

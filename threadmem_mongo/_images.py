@@ -1,0 +1,117 @@
+"""Turn the image kinds users pass into the strings a message stores.
+
+Accepted: ``http(s)://`` URLs (kept as they are), ``data:`` URIs with a base64 payload
+(kept as they are), paths to local files (read and stored as data URIs), raw ``bytes`` of
+an image file, and PIL images (with the ``images`` extra installed). Anything else raises
+:class:`~threadmem_mongo.errors.ImageFormatError`. Pure apart from reading the named files.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import mimetypes
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from threadmem_mongo.errors import ImageFormatError
+
+ImageInput = str | os.PathLike[str] | bytes | object
+"""Anything :func:`normalize_images` accepts: URL, data URI, path, bytes or a PIL image."""
+
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w.+-]+=[\w.+-]+)*;base64,")
+
+# Magic numbers of the formats vision models take; used for bytes and extension-less files.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+)
+
+
+def normalize_images(images: Iterable[ImageInput] | None) -> list[str]:
+    """Return the stored form (URL or data URI) of each image, in order.
+
+    Raises:
+        ImageFormatError: An image is of no accepted kind, a file is missing or unreadable,
+            or a data URI is malformed.
+    """
+    if images is None:
+        return []
+    if isinstance(images, (str, bytes)) or not isinstance(images, Iterable):
+        raise ImageFormatError("images must be a list of images, not a single value")
+    return [normalize_image(image, index) for index, image in enumerate(images)]
+
+
+def normalize_image(image: ImageInput, index: int = 0) -> str:
+    """Return the stored form of one image; see :func:`normalize_images`."""
+    if isinstance(image, str):
+        if image.startswith(("http://", "https://")):
+            return image
+        if image.startswith("data:"):
+            return _checked_data_uri(image, index)
+        return _file_to_data_uri(Path(image), index)
+    if isinstance(image, os.PathLike):
+        return _file_to_data_uri(Path(image), index)
+    if isinstance(image, (bytes, bytearray)):
+        return bytes_to_data_uri(bytes(image), _sniff_mime(bytes(image)) or "image/png")
+    if type(image).__module__.startswith("PIL."):
+        return _pil_to_data_uri(image)
+    raise ImageFormatError(
+        f"images[{index}] is a {type(image).__name__}; expected an http(s) URL, a data URI, "
+        "a path to an image file, bytes, or a PIL image"
+    )
+
+
+def bytes_to_data_uri(data: bytes, mime: str) -> str:
+    """Encode ``data`` as a base64 data URI of type ``mime``."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _checked_data_uri(uri: str, index: int) -> str:
+    match = _DATA_URI.match(uri)
+    if match is None:
+        raise ImageFormatError(
+            f"images[{index}] is not a valid data URI: expected 'data:<type>;base64,<payload>'"
+        )
+    try:
+        base64.b64decode(uri[match.end() :], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageFormatError(f"images[{index}] data URI has an invalid base64 payload") from exc
+    return uri
+
+
+def _file_to_data_uri(path: Path, index: int) -> str:
+    if not path.is_file():
+        raise ImageFormatError(
+            f"images[{index}] {str(path)!r} is not a URL, a data URI, or an existing file"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageFormatError(f"images[{index}] {str(path)!r} cannot be read: {exc}") from exc
+    mime = _sniff_mime(data) or mimetypes.guess_type(path.name)[0]
+    if mime is None or not mime.startswith("image/"):
+        raise ImageFormatError(f"images[{index}] {str(path)!r} is not a recognised image file")
+    return bytes_to_data_uri(data, mime)
+
+
+def _sniff_mime(data: bytes) -> str | None:
+    for signature, mime in _SIGNATURES:
+        if data.startswith(signature):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _pil_to_data_uri(image: object) -> str:
+    buffer = io.BytesIO()
+    # PNG is lossless and every mode PIL has can be written as PNG.
+    image.save(buffer, format="PNG")  # type: ignore[attr-defined]
+    return bytes_to_data_uri(buffer.getvalue(), "image/png")

@@ -1,0 +1,174 @@
+"""Pydantic models: the message users handle, and the V1 exchange schemas.
+
+:class:`RoleMessage` is what ``thread.messages()`` returns. The ``V1*`` schemas are the
+wire format of the original SQL-backed threadmem, kept so that ``to_v1()`` / ``from_v1()``
+exchange threads with it and with HTTP APIs built on it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from threadmem_mongo import _validation
+from threadmem_mongo.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from threadmem_mongo._store import ThreadStore
+
+
+def new_id() -> str:
+    """Return a new random id (uuid4, as a string)."""
+    return str(uuid.uuid4())
+
+
+class V1Role(BaseModel):
+    """A participant of a thread: who speaks under a role name.
+
+    Attributes:
+        name: The role name messages are posted under, e.g. ``"assistant"``.
+        user_id: The id of the user or agent behind the role.
+        user_name: A display name.
+        icon: An icon URL.
+        description: Free text about the role.
+    """
+
+    name: str
+    user_id: str
+    user_name: str
+    icon: str
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_role(cls, value: str) -> str:
+        return _validation.check_role(value)
+
+
+class V1RoleMessage(BaseModel):
+    """Exchange schema of one message (as in the original threadmem)."""
+
+    id: str
+    role: str
+    text: str
+    images: list[str] = []
+    private: bool | None = None
+    metadata: dict[str, Any] | None = None
+    created: float
+    thread_id: str | None = None
+
+
+class V1RoleThread(BaseModel):
+    """Exchange schema of a thread with its messages and roles.
+
+    ``version`` is a string in the original schema; here it carries the integer version
+    as text.
+    """
+
+    owner_id: str | None = None
+    public: bool
+    name: str | None = None
+    metadata: dict[str, Any] | None = None
+    id: str
+    messages: list[V1RoleMessage]
+    role_mapping: dict[str, V1Role] = {}
+    version: str | None = None
+    created: float
+    updated: float
+    remote: str | None = None
+
+
+class RoleMessage(BaseModel):
+    """One message of a thread.
+
+    Messages are created by :meth:`RoleThread.post <threadmem_mongo.RoleThread.post>`;
+    build one yourself only to pass it to ``add_msg()``.
+
+    Attributes:
+        role: The role name that posted it.
+        text: The text. ``<image>`` placeholders in it place the images in ``to_openai()``.
+        thread_id: The thread it belongs to (``None`` until it is added to one).
+        images: Each image as a URL or a data URI.
+        private: Private messages are left out of ``messages(include_private=False)``.
+        created: Epoch seconds when it was created.
+        id: A uuid4 string, unique across threads.
+        metadata: Free-form data stored with the message.
+
+    Raises:
+        InvalidInputError: On construction, if a field is not acceptable.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: str
+    text: str
+    thread_id: str | None = None
+    images: list[str] = Field(default_factory=list)
+    private: bool = False
+    created: float = Field(default_factory=time.time)
+    id: str = Field(default_factory=new_id)
+    metadata: dict[str, Any] | None = None
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidInputError(f"invalid message: {exc}") from exc
+        _validation.check_role(self.role)
+        _validation.check_text(self.text, has_images=bool(self.images))
+        _validation.check_metadata(self.metadata)
+
+    def to_openai(self) -> dict[str, Any]:
+        """Return the message in OpenAI chat format.
+
+        A text-only message becomes ``{"role": ..., "content": text}``. A message with
+        images becomes content parts: where the text holds ``<image>`` placeholders, each
+        is replaced by the next image; without placeholders the text comes first and the
+        images follow.
+
+        Raises:
+            InvalidInputError: The number of ``<image>`` placeholders is not zero and does
+                not match the number of images.
+        """
+        from threadmem_mongo._openai import message_to_openai
+
+        return message_to_openai(self)
+
+    @classmethod
+    def find(
+        cls, *, store: ThreadStore | None = None, **filters: str | int | float | bool | None
+    ) -> list[RoleMessage]:
+        """Find messages across all threads by equality on ``id``, ``role``,
+        ``thread_id`` and ``text``.
+
+        Only the matching messages are read, never whole threads. Results are ordered by
+        thread creation time, then by position in the thread.
+
+        Args:
+            store: The store to search; the configured default if omitted.
+            **filters: Field values to match exactly.
+
+        Raises:
+            InvalidInputError: An unknown field, or a value that is not a scalar.
+        """
+        from threadmem_mongo._config import default_store
+        from threadmem_mongo._document import message_from_document
+        from threadmem_mongo._updates import message_search_pipeline
+
+        target = store if store is not None else default_store()
+        pipeline = message_search_pipeline(filters)
+        return [message_from_document(doc["messages"], doc["_id"]) for doc in target.aggregate(pipeline)]
+
+    def to_v1(self) -> V1RoleMessage:
+        """Return the exchange schema of this message."""
+        return V1RoleMessage(**self.model_dump())
+
+    @classmethod
+    def from_v1(cls, schema: V1RoleMessage) -> RoleMessage:
+        """Build a message from its exchange schema."""
+        data = schema.model_dump()
+        data["private"] = bool(data["private"])
+        return cls(**data)

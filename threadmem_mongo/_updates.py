@@ -1,0 +1,210 @@
+"""Every MongoDB filter and update document the stores send is built here. Pure: no I/O.
+
+Two kinds of write exist:
+
+* **Appends** (:func:`append_message`) need no version: ``$push`` is atomic and appends
+  commute. The filter excludes a message with the same id, so a retried post lands once,
+  and checks the size budget, so concurrent appends cannot push past it together.
+* **Conditional changes** (everything else) carry ``{"_id": id, "version": v}`` in the
+  filter: they land only if nobody changed the thread since the object read version ``v``.
+
+Every write increments ``version`` by one and sets ``updated``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from threadmem_mongo import _validation
+from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
+from threadmem_mongo.errors import InvalidInputError
+
+Filter = dict[str, Any]
+Update = dict[str, Any]
+
+#: Projection of the small read that tells a missed write's cause apart.
+STATUS_PROJECTION: dict[str, Any] = {"_id": 1, "version": 1, "size_bytes": 1}
+
+#: Projection of a write's reply: the version only, never the thread.
+VERSION_PROJECTION: dict[str, Any] = {"_id": 0, "version": 1}
+
+THREAD_FILTER_FIELDS = ("id", "owner_id", "public", "name")
+MESSAGE_FILTER_FIELDS = ("id", "role", "thread_id", "text")
+
+
+def _stamp(now: float, *, size_delta: int = 0, count_delta: int = 0) -> Update:
+    increments: dict[str, int] = {"version": 1}
+    if size_delta:
+        increments["size_bytes"] = size_delta
+    if count_delta:
+        increments["message_count"] = count_delta
+    return {"$inc": increments, "$set": {"updated": now}}
+
+
+def by_id(thread_id: str) -> Filter:
+    """Filter for one thread."""
+    return {"_id": thread_id}
+
+
+def at_version(thread_id: str, version: int) -> Filter:
+    """Filter for one thread, only if it is still at ``version``."""
+    return {"_id": thread_id, "version": version}
+
+
+def append_message(
+    thread_id: str, message_doc: Mapping[str, Any], size: int, now: float
+) -> tuple[Filter, Update]:
+    """Append one message: idempotent by message id, bounded by the size budget."""
+    query: Filter = {
+        "_id": thread_id,
+        "messages.id": {"$ne": message_doc["id"]},
+        "size_bytes": {"$lte": DOCUMENT_BUDGET_BYTES - size},
+    }
+    update = _stamp(now, size_delta=size, count_delta=1)
+    update["$push"] = {"messages": dict(message_doc)}
+    return query, update
+
+
+def message_landed(thread_id: str, message_id: str) -> Filter:
+    """Filter matching the thread only if it holds message ``message_id``."""
+    return {"_id": thread_id, "messages.id": message_id}
+
+
+def set_fields(
+    thread_id: str, version: int, fields: Mapping[str, Any], size_delta: int, now: float
+) -> tuple[Filter, Update]:
+    """Replace top-level ``fields`` (public, name, metadata) if still at ``version``."""
+    update = _stamp(now, size_delta=size_delta)
+    update["$set"].update(fields)
+    return at_version(thread_id, version), update
+
+
+def add_role(
+    thread_id: str, version: int, role_doc: Mapping[str, Any], size: int, now: float
+) -> tuple[Filter, Update]:
+    """Append a role if still at ``version``."""
+    update = _stamp(now, size_delta=size)
+    update["$push"] = {"roles": dict(role_doc)}
+    return at_version(thread_id, version), update
+
+
+def remove_role(
+    thread_id: str, version: int, name: str, size: int, now: float
+) -> tuple[Filter, Update]:
+    """Remove the role called ``name`` if still at ``version``."""
+    update = _stamp(now, size_delta=-size)
+    update["$pull"] = {"roles": {"name": name}}
+    return at_version(thread_id, version), update
+
+
+def edit_message(
+    thread_id: str,
+    version: int,
+    message_id: str,
+    changes: Mapping[str, Any],
+    size_delta: int,
+    now: float,
+) -> tuple[Filter, Update]:
+    """Set ``changes`` (text, metadata, private, images) on one message if still at ``version``.
+
+    The positional ``$`` operator addresses the message the filter matched by id.
+    """
+    query = at_version(thread_id, version)
+    query["messages.id"] = message_id
+    update = _stamp(now, size_delta=size_delta)
+    update["$set"].update({f"messages.$.{key}": value for key, value in changes.items()})
+    return query, update
+
+
+def edit_messages_at(
+    thread_id: str,
+    version: int,
+    changes_by_index: Mapping[int, Mapping[str, Any]],
+    size_delta: int,
+    now: float,
+) -> tuple[Filter, Update]:
+    """Set fields on several messages by position if still at ``version``.
+
+    Positions are safe because the version pins the array the caller read.
+    """
+    update = _stamp(now, size_delta=size_delta)
+    for index, changes in changes_by_index.items():
+        for key, value in changes.items():
+            update["$set"][f"messages.{index}.{key}"] = value
+    return at_version(thread_id, version), update
+
+
+def delete_message(
+    thread_id: str, version: int, message_id: str, size: int, now: float
+) -> tuple[Filter, Update]:
+    """Remove one message if still at ``version``."""
+    query = at_version(thread_id, version)
+    query["messages.id"] = message_id
+    update = _stamp(now, size_delta=-size, count_delta=-1)
+    update["$pull"] = {"messages": {"id": message_id}}
+    return query, update
+
+
+def thread_search_filter(filters: Mapping[str, object]) -> Filter:
+    """Filter for ``RoleThread.find``: equality on thread fields and metadata entries.
+
+    Raises:
+        InvalidInputError: An unknown field, a non-scalar value, or a bad metadata key.
+    """
+    query: Filter = {}
+    for field, value in filters.items():
+        if field == "metadata":
+            query.update(_metadata_filter(value))
+        elif field in THREAD_FILTER_FIELDS:
+            key = "_id" if field == "id" else field
+            query[key] = _validation.check_filter_value(field, value)
+        else:
+            raise InvalidInputError(
+                f"cannot filter threads on {field!r}; use one of "
+                f"{', '.join(THREAD_FILTER_FIELDS)} or metadata"
+            )
+    return query
+
+
+def _metadata_filter(value: object) -> Filter:
+    checked = _validation.check_metadata(value, name="metadata filter")
+    if not checked:
+        raise InvalidInputError("metadata filter must be a non-empty dict of key/value pairs")
+    query: Filter = {}
+    for key, item in checked.items():
+        query[f"metadata.{key}"] = _validation.check_filter_value(f"metadata[{key!r}]", item)
+    return query
+
+
+def message_search_pipeline(filters: Mapping[str, object]) -> list[dict[str, Any]]:
+    """Aggregation for ``RoleMessage.find``: unwind only the threads that hold a match.
+
+    The first ``$match`` runs on the ``_id`` and ``messages.id`` indexes; only matching
+    messages leave the server, each as ``{"_id": thread_id, "messages": message}``.
+
+    Raises:
+        InvalidInputError: An unknown field or a non-scalar value.
+    """
+    element: Filter = {}
+    for field, value in filters.items():
+        if field not in MESSAGE_FILTER_FIELDS:
+            raise InvalidInputError(
+                f"cannot filter messages on {field!r}; use one of "
+                f"{', '.join(MESSAGE_FILTER_FIELDS)}"
+            )
+        checked = _validation.check_filter_value(field, value)
+        if field != "thread_id":
+            element[field] = checked
+    pre: Filter = {}
+    if "thread_id" in filters:
+        pre["_id"] = filters["thread_id"]
+    if element:
+        pre["messages"] = {"$elemMatch": element}
+    return [
+        {"$match": pre},
+        {"$sort": {"created": 1, "_id": 1}},
+        {"$project": {"messages": 1}},
+        {"$unwind": "$messages"},
+        {"$match": {f"messages.{key}": value for key, value in element.items()}},
+    ]
