@@ -64,9 +64,7 @@ def configure(
     with _lock:
         _close_owned()
         _settings.clear()
-        _settings.update(
-            {"uri": uri, "client": client, "database": database, "timeout": timeout}
-        )
+        _settings.update({"uri": uri, "client": client, "database": database, "timeout": timeout})
         _default = None
 
 

@@ -160,7 +160,9 @@ class RoleMessage(BaseModel):
 
         target = store if store is not None else default_store()
         pipeline = message_search_pipeline(filters)
-        return [message_from_document(doc["messages"], doc["_id"]) for doc in target.aggregate(pipeline)]
+        return [
+            message_from_document(doc["messages"], doc["_id"]) for doc in target.aggregate(pipeline)
+        ]
 
     def to_v1(self) -> V1RoleMessage:
         """Return the exchange schema of this message."""

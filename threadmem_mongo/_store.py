@@ -144,7 +144,7 @@ class ThreadStore:
                 return int(reply["version"]), True
             status = self._collection.find_one(
                 _updates.by_id(thread_id),
-                {**_updates.STATUS_PROJECTION, "messages": {"$elemMatch": {"id": message_doc["id"]}}},
+                _updates.append_status_projection(message_doc["id"]),
             )
         if status is None:
             raise ThreadNotFoundError(thread_id)

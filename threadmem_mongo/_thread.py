@@ -124,9 +124,7 @@ class RoleThread:
         return thread
 
     @classmethod
-    def _create(
-        cls, state: ThreadState, store: ThreadStore | None
-    ) -> RoleThread:
+    def _create(cls, state: ThreadState, store: ThreadStore | None) -> RoleThread:
         thread = cls.__new__(cls)
         thread._attach(store if store is not None else default_store(), state)
         thread._insert()
@@ -461,7 +459,7 @@ class RoleThread:
         *,
         on_same_version: Callable[[], Exception] | None = None,
     ) -> None:
-        query, update = built
+        update = built[1]
         grown = self._state.size_bytes + int(update["$inc"].get("size_bytes", 0))
         if grown > DOCUMENT_BUDGET_BYTES:
             raise ThreadTooLargeError(self.id, grown, DOCUMENT_BUDGET_BYTES)
@@ -470,7 +468,9 @@ class RoleThread:
         )
         self._state.updated = update["$set"]["updated"]
 
-    def apply(self, change: Callable[[RoleThread], T], *, attempts: int = DEFAULT_APPLY_ATTEMPTS) -> T:
+    def apply(
+        self, change: Callable[[RoleThread], T], *, attempts: int = DEFAULT_APPLY_ATTEMPTS
+    ) -> T:
         """Run ``change(self)`` until it commits, re-reading the thread after each conflict.
 
         ``change`` should make its edits and write them (``save()``, ``update_message``,
@@ -562,9 +562,7 @@ class RoleThread:
         return cls._from_document(target.load(thread_id), target)
 
     @classmethod
-    def find(
-        cls, *, store: ThreadStore | None = None, **filters: object
-    ) -> list[RoleThread]:
+    def find(cls, *, store: ThreadStore | None = None, **filters: object) -> list[RoleThread]:
         """Find threads by equality, oldest first.
 
         Args:
@@ -609,9 +607,7 @@ class RoleThread:
         parsed = []
         for index, raw in enumerate(messages):
             role, text, images = message_fields_from_openai(raw, index)
-            parsed.append(
-                RoleMessage(role=role, text=text, images=images, thread_id=thread_id)
-            )
+            parsed.append(RoleMessage(role=role, text=text, images=images, thread_id=thread_id))
         now = time.time()
         state = ThreadState(
             id=thread_id,

@@ -26,6 +26,12 @@ Update = dict[str, Any]
 #: Projection of the small read that tells a missed write's cause apart.
 STATUS_PROJECTION: dict[str, Any] = {"_id": 1, "version": 1, "size_bytes": 1}
 
+
+def append_status_projection(message_id: str) -> dict[str, Any]:
+    """Projection telling why an append missed: gone, already landed, or too large."""
+    return {**STATUS_PROJECTION, "messages": {"$elemMatch": {"id": message_id}}}
+
+
 #: Projection of a write's reply: the version only, never the thread.
 VERSION_PROJECTION: dict[str, Any] = {"_id": 0, "version": 1}
 

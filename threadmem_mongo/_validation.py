@@ -14,10 +14,6 @@ from bson.errors import InvalidDocument
 
 from threadmem_mongo.errors import InvalidInputError
 
-# Filters compare with equality only; anything else would let a caller smuggle in
-# query operators ({"$ne": None}) and read other owners' threads.
-SCALAR_TYPES: tuple[type, ...] = (str, int, float, bool)
-
 
 def check_role(role: object) -> str:
     """Return ``role`` if it is a non-empty string, else raise."""
@@ -88,8 +84,12 @@ def _check_keys(value: object, path: str) -> None:
 
 
 def check_filter_value(field: str, value: object) -> str | int | float | bool | None:
-    """Return ``value`` if it is a scalar usable in an equality filter, else raise."""
-    if value is None or isinstance(value, SCALAR_TYPES):
+    """Return ``value`` if it is a scalar usable in an equality filter, else raise.
+
+    Filters compare with equality only: a dict value could smuggle in a query operator
+    (``{"$ne": None}``) and read other owners' threads.
+    """
+    if value is None or isinstance(value, (str, int, float, bool)):
         return value
     raise InvalidInputError(
         f"filter {field}= must be a string, number, bool or None, got "
