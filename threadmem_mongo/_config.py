@@ -2,8 +2,9 @@
 
 Nothing connects at import time. The default store is built on first use from, in order:
 ``configure(client=...)``, ``configure(uri=...)``, ``THREADMEM_MONGODB_URI``,
-``MONGODB_URI``. The database is ``configure(database=...)``, else ``THREADMEM_DATABASE``,
-else the URI's default database, else ``threadmem``.
+``MONGODB_URI``, and else the embedded local store (:mod:`threadmem_mongo._embedded`),
+which needs the ``embedded`` extra. The database is ``configure(database=...)``, else
+``THREADMEM_DATABASE``, else the URI's default database, else ``threadmem``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pymongo import MongoClient
 from pymongo.uri_parser import parse_uri
 
 from threadmem_mongo._document import COLLECTION_NAME
+from threadmem_mongo._embedded import ensure_server
 from threadmem_mongo._store import ThreadStore
 from threadmem_mongo.errors import ConfigurationError
 
@@ -81,7 +83,9 @@ def default_store() -> ThreadStore:
     """Return the store used when no ``store=`` is passed, building it on first use.
 
     Raises:
-        ConfigurationError: Nothing is configured, or the URI is invalid.
+        ConfigurationError: The URI is invalid, or nothing is configured and the
+            ``embedded`` extra is not installed.
+        StoreUnavailableError: The embedded store did not start.
     """
     global _default
     store = _default
@@ -123,12 +127,7 @@ def _build_default() -> ThreadStore:
     uri_database: str | None = None
     if client is None:
         if not uri:
-            raise ConfigurationError(
-                "no MongoDB is configured: set THREADMEM_MONGODB_URI (for example "
-                "mongodb://localhost:27017), or call threadmem_mongo.configure(uri=...) or "
-                "configure(client=your_mongo_client); use configure(uri='mongomock://') for "
-                "an in-memory store in tests"
-            )
+            uri = ensure_server().uri
         client, uri_database = client_from_uri(uri, _timeout())
         _settings["owned_client"] = client
     database = (

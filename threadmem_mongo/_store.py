@@ -90,6 +90,17 @@ class ThreadStore:
             cursor = self._collection.find(dict(query)).sort([("created", 1), ("_id", 1)])
             return list(cursor)
 
+    def summaries(self, query: Mapping[str, Any], limit: int) -> list[Document]:
+        """Return up to ``limit`` matching threads, newest first, without their messages."""
+        self.ensure_indexes()
+        with translated_errors():
+            cursor = (
+                self._collection.find(dict(query), _updates.SUMMARY_PROJECTION)
+                .sort([("created", -1), ("_id", -1)])
+                .limit(limit)
+            )
+            return list(cursor)
+
     def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Document]:
         """Return the results of an aggregation over the threads."""
         self.ensure_indexes()

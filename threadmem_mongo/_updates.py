@@ -35,6 +35,18 @@ def append_status_projection(message_id: str) -> dict[str, Any]:
 #: Projection of a write's reply: the version only, never the thread.
 VERSION_PROJECTION: dict[str, Any] = {"_id": 0, "version": 1}
 
+#: Projection of a thread listing: the fields, never the messages.
+SUMMARY_PROJECTION: dict[str, Any] = {
+    "_id": 1,
+    "owner_id": 1,
+    "name": 1,
+    "public": 1,
+    "message_count": 1,
+    "version": 1,
+    "created": 1,
+    "updated": 1,
+}
+
 THREAD_FILTER_FIELDS = ("id", "owner_id", "public", "name")
 MESSAGE_FILTER_FIELDS = ("id", "role", "thread_id", "text")
 

@@ -1,0 +1,263 @@
+"""The embedded default store: a local SecantusDB server, started on demand and shared.
+
+With no MongoDB configured, threads live under ``~/.threadmem`` (``THREADMEM_HOME``
+overrides it). The first process that needs the store starts ``secantusd-py`` (from the
+``embedded`` extra) as a detached process bound to loopback on a free port, and records
+its address and pid in ``server.json``; later processes reuse it. A file lock makes
+processes that start at the same moment end up on one server, and a state file whose
+process is dead, or whose port answers for someone else, is replaced.
+
+The server is a separate program speaking the MongoDB wire protocol; this module never
+imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from threadmem_mongo.errors import ConfigurationError, StoreUnavailableError
+
+HOME_ENV = "THREADMEM_HOME"
+SERVER_EXECUTABLE = "secantusd-py"
+STATE_FILE = "server.json"
+LOCK_FILE = "server.lock"
+LOG_FILE = "server.log"
+DATA_DIR = "data"
+HOST = "127.0.0.1"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+
+INSTALL_HINT = (
+    "no MongoDB is configured and the embedded store is not installed: run "
+    "pip install 'threadmem-mongo[embedded]' for a local store under ~/.threadmem, or set "
+    "THREADMEM_MONGODB_URI (for example mongodb://localhost:27017), or call "
+    "threadmem_mongo.configure(uri=...)"
+)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where the embedded server runs.
+
+    Attributes:
+        host: The loopback address it listens on.
+        port: The TCP port.
+        pid: The server's process id.
+        home: The folder holding its data, log and state file.
+        started: When it started, epoch seconds.
+    """
+
+    host: str
+    port: int
+    pid: int
+    home: str
+    started: float
+
+    @property
+    def uri(self) -> str:
+        """The connection string of the server."""
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+
+
+def home() -> Path:
+    """Return the embedded store's folder: ``THREADMEM_HOME`` or ``~/.threadmem``."""
+    configured = os.environ.get(HOME_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".threadmem"
+
+
+def find_executable() -> str | None:
+    """Return the path of ``secantusd-py``: beside this Python first, then on ``PATH``."""
+    beside = Path(sys.executable).parent / SERVER_EXECUTABLE
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(SERVER_EXECUTABLE)
+
+
+def ensure_server(folder: Path | None = None) -> ServerInfo:
+    """Return the running embedded server, starting it if none is running.
+
+    Raises:
+        ConfigurationError: The ``embedded`` extra is not installed.
+        StoreUnavailableError: The server did not start in time (see ``server.log``).
+    """
+    folder = folder or home()
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder):
+        info = _live_server(folder)
+        if info is not None:
+            return info
+        return _start(folder)
+
+
+def server_status(folder: Path | None = None) -> ServerInfo | None:
+    """Return the running embedded server, or None if none is running."""
+    folder = folder or home()
+    if not folder.is_dir():
+        return None
+    with _locked(folder):
+        return _live_server(folder)
+
+
+def stop_server(folder: Path | None = None) -> ServerInfo | None:
+    """Stop the embedded server; return what was stopped, or None if none was running."""
+    folder = folder or home()
+    if not folder.is_dir():
+        return None
+    with _locked(folder):
+        info = _live_server(folder)
+        if info is not None:
+            _terminate(info.pid)
+        (folder / STATE_FILE).unlink(missing_ok=True)
+        return info
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    if os.name != "posix":  # pragma: no cover - the embedded store is POSIX-only
+        raise ConfigurationError(
+            "the embedded store runs on Linux and macOS; set THREADMEM_MONGODB_URI instead"
+        )
+    import fcntl
+
+    with open(folder / LOCK_FILE, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_state(folder: Path) -> ServerInfo | None:
+    try:
+        raw = json.loads((folder / STATE_FILE).read_text())
+        return ServerInfo(
+            host=str(raw["host"]),
+            port=int(raw["port"]),
+            pid=int(raw["pid"]),
+            home=str(raw["home"]),
+            started=float(raw["started"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _live_server(folder: Path) -> ServerInfo | None:
+    """Return the recorded server if its process is alive and answers on its port."""
+    info = _read_state(folder)
+    if info is None:
+        return None
+    if _pid_alive(info.pid) and _answers(info.host, info.port):
+        return info
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A reused pid belongs to some other program: check the command line where we can.
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        try:
+            return b"secantus" in cmdline.read_bytes()
+        except OSError:
+            return False
+    return True
+
+
+def _answers(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Return whether a MongoDB server answers ``hello`` at ``host:port``."""
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    millis = int(timeout * 1000)
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        host,
+        port,
+        directConnection=True,
+        serverSelectionTimeoutMS=millis,
+        connectTimeoutMS=millis,
+    )
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(folder: Path) -> ServerInfo:
+    executable = find_executable()
+    if executable is None:
+        raise ConfigurationError(INSTALL_HINT)
+    port = _free_port()
+    data = folder / DATA_DIR
+    data.mkdir(exist_ok=True)
+    with open(folder / LOG_FILE, "ab") as log:
+        process = subprocess.Popen(
+            [executable, "--host", HOST, "--port", str(port), "--storage-path", str(data)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+            # Its own session: the server outlives the process that started it, and a
+            # Ctrl-C in the app's terminal does not reach it.
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _answers(HOST, port, timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.kill()
+            raise StoreUnavailableError(
+                f"the embedded store did not start on {HOST}:{port}; see "
+                f"{folder / LOG_FILE} for the server's output"
+            )
+        time.sleep(0.1)
+    info = ServerInfo(host=HOST, port=port, pid=process.pid, home=str(folder), started=time.time())
+    temporary = folder / (STATE_FILE + ".tmp")
+    temporary.write_text(json.dumps(asdict(info)))
+    temporary.replace(folder / STATE_FILE)
+    return info
+
+
+def _terminate(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid) or _is_zombie(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _is_zombie(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/stat")
+    try:
+        return status.read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
