@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo.uri_parser import parse_uri
 
 from threadmem_mongo._document import COLLECTION_NAME
 from threadmem_mongo._embedded import ensure_server
-from threadmem_mongo._store import ThreadStore
 from threadmem_mongo.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from threadmem_mongo._async_store import AsyncThreadStore
+    from threadmem_mongo._store import ThreadStore
 
 URI_ENV = "THREADMEM_MONGODB_URI"
 FALLBACK_URI_ENV = "MONGODB_URI"
@@ -32,6 +35,8 @@ MONGOMOCK_SCHEME = "mongomock://"
 _lock = threading.Lock()
 _settings: dict[str, Any] = {}
 _default: ThreadStore | None = None
+_async_settings: dict[str, Any] = {}
+_async_default: AsyncThreadStore | None = None
 
 
 def configure(
@@ -61,8 +66,7 @@ def configure(
     global _default
     if uri is not None and client is not None:
         raise ConfigurationError("pass either uri or client to configure(), not both")
-    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
-        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    _check_timeout(timeout)
     with _lock:
         _close_owned()
         _settings.clear()
@@ -71,12 +75,103 @@ def configure(
 
 
 def reset() -> None:
-    """Forget the configuration and close a client the library created."""
-    global _default
+    """Forget both configurations; close a sync client the library created.
+
+    An async client the library created is dropped without closing, since closing it
+    needs the event loop it runs on; call ``await threadmem_mongo.aio.close()`` first.
+    """
+    global _default, _async_default
     with _lock:
         _close_owned()
         _settings.clear()
         _default = None
+        _async_settings.clear()
+        _async_default = None
+
+
+def configure_async(
+    uri: str | None = None,
+    client: AsyncMongoClient[Any] | None = None,
+    database: str | None = None,
+    *,
+    timeout: float | None = None,
+) -> None:
+    """Choose the MongoDB of :mod:`threadmem_mongo.aio`; see :func:`configure`.
+
+    Without ``uri`` or ``client``, the async API uses the ``uri`` given to
+    :func:`configure`, then the same environment variables and embedded store as the
+    sync API.
+    """
+    global _async_default
+    if uri is not None and client is not None:
+        raise ConfigurationError("pass either uri or client to configure(), not both")
+    _check_timeout(timeout)
+    if uri is not None and uri.startswith(MONGOMOCK_SCHEME):
+        raise ConfigurationError("mongomock has no async client; use a MongoDB URI")
+    with _lock:
+        _async_settings.clear()
+        _async_settings.update({"uri": uri, "client": client, "database": database})
+        _async_settings["timeout"] = timeout
+        _async_default = None
+
+
+def async_default_store() -> AsyncThreadStore:
+    """Return the store of :mod:`threadmem_mongo.aio` when no ``store=`` is passed.
+
+    Building it does not connect; with nothing configured it may start the embedded
+    store, which blocks once, briefly.
+
+    Raises:
+        ConfigurationError: The URI is invalid, or nothing is configured and the
+            ``embedded`` extra is not installed.
+    """
+    global _async_default
+    store = _async_default
+    if store is not None:
+        return store
+    with _lock:
+        if _async_default is None:
+            _async_default = _build_async_default()
+        return _async_default
+
+
+def _build_async_default() -> AsyncThreadStore:
+    from threadmem_mongo._async_store import AsyncThreadStore
+
+    client: AsyncMongoClient[Any] | None = _async_settings.get("client")
+    uri_database: str | None = None
+    if client is None:
+        uri = _async_settings.get("uri") or _settings.get("uri") or _env_uri()
+        if uri is None or uri.startswith(MONGOMOCK_SCHEME):
+            if uri is not None:
+                raise ConfigurationError(
+                    "the sync API is configured with mongomock://, which has no async "
+                    "client; call threadmem_mongo.aio.configure(uri=...) with a MongoDB URI"
+                )
+            uri = ensure_server().uri
+        millis = int(_timeout(_async_settings) * 1000)
+        uri_database = _uri_database(uri)
+        client = AsyncMongoClient(
+            uri, serverSelectionTimeoutMS=millis, connectTimeoutMS=millis, connect=False
+        )
+        _async_settings["owned_client"] = client
+    database = (
+        _async_settings.get("database")
+        or _settings.get("database")
+        or os.environ.get(DATABASE_ENV)
+        or uri_database
+        or DEFAULT_DATABASE
+    )
+    return AsyncThreadStore(client[database][COLLECTION_NAME])
+
+
+async def close_async() -> None:
+    """Close the async client the library created, if any."""
+    global _async_default
+    owned = _async_settings.pop("owned_client", None)
+    _async_default = None
+    if owned is not None:
+        await owned.close()
 
 
 def default_store() -> ThreadStore:
@@ -103,8 +198,26 @@ def _close_owned() -> None:
         owned.close()
 
 
-def _timeout() -> float:
-    explicit = _settings.get("timeout")
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+
+def _env_uri() -> str | None:
+    return os.environ.get(URI_ENV) or os.environ.get(FALLBACK_URI_ENV) or None
+
+
+def _uri_database(uri: str) -> str | None:
+    try:
+        parsed = parse_uri(uri)
+    except Exception as exc:  # pymongo raises InvalidURI, ValueError or ConfigurationError
+        raise ConfigurationError(f"invalid MongoDB URI: {exc}") from exc
+    database: str | None = parsed.get("database")
+    return database
+
+
+def _timeout(settings: dict[str, Any]) -> float:
+    explicit = settings.get("timeout")
     if explicit is not None:
         return float(explicit)
     raw = os.environ.get(TIMEOUT_ENV)
@@ -120,15 +233,17 @@ def _timeout() -> float:
 
 
 def _build_default() -> ThreadStore:
+    from threadmem_mongo._store import ThreadStore
+
     client: MongoClient[Any] | None = _settings.get("client")
     uri: str | None = _settings.get("uri")
     if client is None and uri is None:
-        uri = os.environ.get(URI_ENV) or os.environ.get(FALLBACK_URI_ENV)
+        uri = _env_uri()
     uri_database: str | None = None
     if client is None:
         if not uri:
             uri = ensure_server().uri
-        client, uri_database = client_from_uri(uri, _timeout())
+        client, uri_database = client_from_uri(uri, _timeout(_settings))
         _settings["owned_client"] = client
     database = (
         _settings.get("database")
@@ -154,10 +269,7 @@ def client_from_uri(uri: str, timeout: float) -> tuple[MongoClient[Any], str | N
             ) from exc
         database = uri[len(MONGOMOCK_SCHEME) :].strip("/") or None
         return mongomock.MongoClient(), database
-    try:
-        parsed = parse_uri(uri)
-    except Exception as exc:  # pymongo raises InvalidURI, ValueError or ConfigurationError
-        raise ConfigurationError(f"invalid MongoDB URI: {exc}") from exc
+    database = _uri_database(uri)
     millis = int(timeout * 1000)
     client: MongoClient[Any] = MongoClient(
         uri,
@@ -165,4 +277,4 @@ def client_from_uri(uri: str, timeout: float) -> tuple[MongoClient[Any], str | N
         connectTimeoutMS=millis,
         connect=False,
     )
-    return client, parsed.get("database")
+    return client, database

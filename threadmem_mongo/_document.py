@@ -35,7 +35,7 @@ from typing import Any
 import bson
 
 from threadmem_mongo._limits import ARRAY_ELEMENT_OVERHEAD_BYTES
-from threadmem_mongo._models import RoleMessage, V1Role
+from threadmem_mongo._models import RoleMessage, V1Role, new_id
 
 COLLECTION_NAME = "threads"
 
@@ -167,16 +167,8 @@ def thread_from_document(doc: Mapping[str, Any]) -> ThreadState:
     )
 
 
-def renumbered_messages(
-    messages: Iterable[RoleMessage], thread_id: str, new_ids: bool
-) -> list[RoleMessage]:
-    """Return ``messages`` as members of ``thread_id``, with fresh ids if ``new_ids``."""
-    from threadmem_mongo._models import new_id
-
-    result = []
-    for message in messages:
-        changes: dict[str, Any] = {"thread_id": thread_id}
-        if new_ids:
-            changes["id"] = new_id()
-        result.append(message.model_copy(update=changes))
-    return result
+def renumbered_messages(messages: Iterable[RoleMessage], thread_id: str) -> list[RoleMessage]:
+    """Return copies of ``messages`` for thread ``thread_id``, each with a fresh id."""
+    return [
+        message.model_copy(update={"thread_id": thread_id, "id": new_id()}) for message in messages
+    ]

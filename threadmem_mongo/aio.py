@@ -1,0 +1,19 @@
+"""The asyncio API: the same operations and names as the sync API, awaited.
+
+Built on pymongo's native ``AsyncMongoClient``; it reads and writes the same documents
+with the same version semantics and errors, so a thread written by one API reads back
+identically through the other::
+
+    from threadmem_mongo.aio import AsyncRoleThread, configure
+
+    configure(uri="mongodb://localhost:27017")
+    thread = await AsyncRoleThread.create(owner_id="bot-1", name="support")
+    await thread.post(role="user", msg="Hey there!")
+"""
+
+from threadmem_mongo._async_store import AsyncThreadStore
+from threadmem_mongo._async_thread import AsyncRoleThread
+from threadmem_mongo._config import close_async as close
+from threadmem_mongo._config import configure_async as configure
+
+__all__ = ["AsyncRoleThread", "AsyncThreadStore", "close", "configure"]
