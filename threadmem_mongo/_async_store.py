@@ -8,17 +8,29 @@ synchronous ``_store.py``. Edit this file, then run ``python tools/synchro.py``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from threadmem_mongo import _updates
+from threadmem_mongo._async_blobs import DEFAULT_BUCKET, AsyncBlobStore
 from threadmem_mongo._driver import translated_errors
+from threadmem_mongo._images import (
+    DEFAULT_BLOB_THRESHOLD,
+    blob_id_of,
+    blob_ref,
+    is_blob_ref,
+    split_data_uri,
+)
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo.errors import (
     InvalidInputError,
+    MessageNotFoundError,
+    ThreadMemError,
     ThreadNotFoundError,
     ThreadTooLargeError,
     VersionConflictError,
@@ -26,13 +38,17 @@ from threadmem_mongo.errors import (
 
 Document = dict[str, Any]
 
-#: Indexes every store needs: listing a user's threads oldest first, and finding a
-#: message by id without scanning threads.
+#: Indexes every store needs: listing a user's threads in creation order, finding a
+#: message by id without scanning threads, and finding who references an image blob.
 INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("owner_created", [("owner_id", ASCENDING), ("created", ASCENDING)]),
     ("created", [("created", ASCENDING)]),
     ("message_id", [("messages.id", ASCENDING)]),
+    ("message_blobs", [("messages.blobs", ASCENDING)]),
 )
+
+#: The TTL index: the server deletes a thread once its ``expires_at`` has passed.
+TTL_INDEX: tuple[str, list[tuple[str, int]]] = ("expires_at", [("expires_at", ASCENDING)])
 
 
 class AsyncThreadStore:
@@ -47,10 +63,28 @@ class AsyncThreadStore:
 
     Args:
         collection: The collection holding one document per thread.
+        image_threshold: Data URIs longer than this many characters are stored in
+            GridFS and the message keeps a reference; 0 stores every data URI there.
+        bucket: The GridFS bucket for images, in the collection's database.
+
+    Raises:
+        InvalidInputError: ``image_threshold`` is negative.
     """
 
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        *,
+        image_threshold: int = DEFAULT_BLOB_THRESHOLD,
+        bucket: str = DEFAULT_BUCKET,
+    ) -> None:
+        if isinstance(image_threshold, bool) or not isinstance(image_threshold, int):
+            raise InvalidInputError("image_threshold must be a whole number of characters")
+        if image_threshold < 0:
+            raise InvalidInputError("image_threshold must not be negative")
         self._collection = collection
+        self._blobs = AsyncBlobStore(collection.database, bucket)
+        self._image_threshold = image_threshold
         self._indexes_ready = False
         self._index_lock = asyncio.Lock()
 
@@ -58,6 +92,16 @@ class AsyncThreadStore:
     def collection(self) -> AsyncCollection[Document]:
         """The collection this store owns."""
         return self._collection
+
+    @property
+    def blobs(self) -> AsyncBlobStore:
+        """The GridFS bucket holding large images."""
+        return self._blobs
+
+    @property
+    def image_threshold(self) -> int:
+        """Data URIs longer than this many characters are stored in GridFS."""
+        return self._image_threshold
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the library relies on. Idempotent; cheap after the first call.
@@ -73,43 +117,95 @@ class AsyncThreadStore:
             with translated_errors():
                 for name, keys in INDEXES:
                     await self._collection.create_index(keys, name=name)
+                ttl_name, ttl_keys = TTL_INDEX
+                await self._collection.create_index(ttl_keys, name=ttl_name, expireAfterSeconds=0)
+            await self._blobs.ensure_indexes()
             self._indexes_ready = True
 
     # -- reads -------------------------------------------------------------------------
 
-    async def load(self, thread_id: str) -> Document:
-        """Return the whole document of ``thread_id``.
+    async def load(self, thread_id: str, last: int | None = None) -> Document:
+        """Return the document of ``thread_id``, with only its last ``last`` messages if given.
 
         Raises:
             ThreadNotFoundError: No such thread.
         """
         await self.ensure_indexes()
         with translated_errors(thread_id):
-            doc = await self._collection.find_one(_updates.by_id(thread_id))
+            doc = await self._collection.find_one(
+                _updates.by_id(thread_id), _updates.window_projection(last)
+            )
         if doc is None:
             raise ThreadNotFoundError(thread_id)
         return doc
 
-    async def find(self, query: Mapping[str, Any]) -> list[Document]:
-        """Return the documents matching ``query``, oldest first."""
+    async def find(
+        self,
+        query: Mapping[str, Any],
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        last: int | None = None,
+    ) -> list[Document]:
+        """Return the documents matching ``query`` in creation order.
+
+        Args:
+            query: The filter, from :func:`threadmem_mongo._updates.thread_search_filter`.
+            newest_first: Newest thread first instead of oldest.
+            limit: At most this many.
+            last: Load only each thread's last ``last`` messages (0: none).
+        """
         await self.ensure_indexes()
         with translated_errors():
-            cursor = self._collection.find(dict(query)).sort([("created", 1), ("_id", 1)])
+            cursor = self._collection.find(dict(query), _updates.window_projection(last))
+            cursor = cursor.sort(_updates.creation_order(newest_first))
+            if limit is not None:
+                cursor = cursor.limit(limit)
             return [doc async for doc in cursor]
 
-    async def summaries(self, query: Mapping[str, Any], limit: int) -> list[Document]:
-        """Return up to ``limit`` matching threads, newest first, without their messages."""
+    async def history(self, thread_id: str, before: str | None, limit: int) -> list[Document]:
+        """Return up to ``limit`` message subdocuments that come before message ``before``
+        (or the last ``limit`` if ``before`` is None), oldest first.
+
+        Raises:
+            ThreadNotFoundError: No such thread.
+            MessageNotFoundError: ``before`` is not in the thread.
+        """
+        if before is None:
+            return list((await self.load(thread_id, last=limit)).get("messages") or [])
         await self.ensure_indexes()
-        with translated_errors():
-            cursor = (
-                self._collection.find(dict(query), _updates.SUMMARY_PROJECTION)
-                .sort([("created", -1), ("_id", -1)])
-                .limit(limit)
-            )
-            return [doc async for doc in cursor]
+        with translated_errors(thread_id):
+            try:
+                cursor = await self._collection.aggregate(
+                    _updates.history_pipeline(thread_id, before, limit)
+                )
+                pages = [doc async for doc in cursor]
+            except NotImplementedError:
+                # mongomock lacks $indexOfArray: find the position from the ids instead.
+                pages = await self._history_from_ids(thread_id, before, limit)
+        if not pages:
+            raise ThreadNotFoundError(thread_id)
+        if pages[0]["index"] < 0:
+            raise MessageNotFoundError(thread_id, before)
+        return list(pages[0]["page"])
 
-    async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Document]:
-        """Return the results of an aggregation over the threads."""
+    async def _history_from_ids(self, thread_id: str, before: str, limit: int) -> list[Document]:
+        doc = await self._collection.find_one(_updates.by_id(thread_id), {"messages.id": 1})
+        if doc is None:
+            return []
+        ids = [message["id"] for message in doc.get("messages") or []]
+        index = ids.index(before) if before in ids else -1
+        if index <= 0:
+            return [{"index": index, "page": []}]
+        start = max(0, index - limit)
+        page = await self._collection.find_one(
+            _updates.by_id(thread_id), {"messages": {"$slice": [start, index - start]}}
+        )
+        return [{"index": index, "page": (page or {}).get("messages") or []}]
+
+    async def find_messages(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Document]:
+        """Return ``{"_id": thread id, "messages": subdocument}`` for each matching message,
+        from :func:`threadmem_mongo._updates.message_search_pipeline`."""
         await self.ensure_indexes()
         with translated_errors():
             cursor = await self._collection.aggregate([dict(stage) for stage in pipeline])
@@ -157,10 +253,13 @@ class AsyncThreadStore:
                 query,
                 update,
                 projection=_updates.VERSION_PROJECTION,
-                return_document=ReturnDocument.AFTER,
+                # The version before the update, plus one, is the version it made. Asking
+                # for the document after would make mongomock re-run the filter, which the
+                # pushed message no longer matches.
+                return_document=ReturnDocument.BEFORE,
             )
             if reply is not None:
-                return int(reply["version"]), True
+                return int(reply["version"]) + 1, True
             status = await self._collection.find_one(
                 _updates.by_id(thread_id),
                 _updates.append_status_projection(message_doc["id"]),
@@ -213,8 +312,97 @@ class AsyncThreadStore:
             raise on_same_version()
         raise VersionConflictError(thread_id, version, actual)
 
-    async def delete(self, thread_id: str) -> bool:
-        """Delete a thread; return whether it existed."""
+    async def touch(
+        self, thread_id: str, built: tuple[Mapping[str, Any], Mapping[str, Any]]
+    ) -> int:
+        """Apply an unconditional update (a new expiry) and return the new version.
+
+        Raises:
+            ThreadNotFoundError: No such thread.
+        """
+        await self.ensure_indexes()
+        query, update = built
         with translated_errors(thread_id):
-            result = await self._collection.delete_one(_updates.by_id(thread_id))
-            return result.deleted_count == 1
+            reply = await self._collection.find_one_and_update(
+                dict(query),
+                dict(update),
+                projection=_updates.VERSION_PROJECTION,
+                return_document=ReturnDocument.BEFORE,
+            )
+        if reply is None:
+            raise ThreadNotFoundError(thread_id)
+        return int(reply["version"]) + 1
+
+    async def delete(self, thread_id: str) -> bool:
+        """Delete a thread and the images only it referenced; return whether it existed."""
+        with translated_errors(thread_id):
+            doc = await self._collection.find_one_and_delete(
+                _updates.by_id(thread_id), projection=_updates.BLOBS_PROJECTION
+            )
+        if doc is None:
+            return False
+        await self.release_blobs(_updates.blob_ids_of(doc.get("messages") or []))
+        return True
+
+    # -- images ------------------------------------------------------------------------
+
+    async def offload_images(self, images: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Store large data URIs in GridFS, before any message references them.
+
+        Returns:
+            ``(images, new blob ids)``: the images with large data URIs replaced by
+            references, and the ids written, for clean-up if the message is refused.
+        """
+        stored: list[str] = []
+        written: list[str] = []
+        try:
+            for image in images:
+                parts = None
+                if len(image) > self._image_threshold and image.startswith("data:"):
+                    parts = split_data_uri(image)
+                if parts is None:
+                    stored.append(image)
+                    continue
+                blob_id = await self._blobs.put(*parts)
+                written.append(blob_id)
+                stored.append(blob_ref(blob_id))
+        except BaseException:
+            await self.discard_blobs(written)
+            raise
+        return stored, written
+
+    async def resolve_images(self, images: Sequence[str]) -> list[str]:
+        """Return ``images`` with every GridFS reference replaced by its data URI."""
+        return [
+            await self._blobs.data_uri(blob_id_of(image)) if is_blob_ref(image) else image
+            for image in images
+        ]
+
+    async def discard_blobs(self, blob_ids: Sequence[str]) -> None:
+        """Delete blobs no message was written with; errors are left to the sweep."""
+        with contextlib.suppress(ThreadMemError):
+            await self._blobs.delete(blob_ids)
+
+    async def release_blobs(self, blob_ids: Iterable[str]) -> list[str]:
+        """Delete those of ``blob_ids`` that no thread references any more.
+
+        Returns:
+            The ids deleted.
+        """
+        released = []
+        for blob_id in dict.fromkeys(blob_ids):
+            with translated_errors():
+                holder = await self._collection.find_one(_updates.blob_holder(blob_id), {"_id": 1})
+            if holder is None:
+                released.append(blob_id)
+        await self._blobs.delete(released)
+        return released
+
+    async def sweep_blobs(self, older_than: datetime.timedelta) -> list[str]:
+        """Delete images uploaded more than ``older_than`` ago that no thread references.
+
+        They are left by a process that stopped between writing an image and the
+        message, or by threads the TTL index expired. Returns the ids deleted.
+        """
+        cutoff = datetime.datetime.now(datetime.timezone.utc) - older_than
+        return await self.release_blobs(await self._blobs.ids_older_than(cutoff))

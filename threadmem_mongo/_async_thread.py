@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -19,13 +20,14 @@ from threadmem_mongo import _document, _updates, _validation
 from threadmem_mongo._async_store import AsyncThreadStore
 from threadmem_mongo._config import async_default_store
 from threadmem_mongo._document import ThreadState
-from threadmem_mongo._images import ImageInput, normalize_images
+from threadmem_mongo._images import ImageInput, is_blob_ref, normalize_images
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo._models import RoleMessage, V1Role, V1RoleThread, new_id
 from threadmem_mongo._openai import message_fields_from_openai
 from threadmem_mongo.errors import (
     InvalidInputError,
     MessageNotFoundError,
+    ThreadNotFoundError,
     ThreadTooLargeError,
     VersionConflictError,
 )
@@ -47,8 +49,11 @@ def _new_state(
     role_mapping: object,
     messages: list[RoleMessage] | None = None,
     thread_id: str | None = None,
+    ttl: object = None,
+    expires_at: object = None,
 ) -> ThreadState:
     now = time.time()
+    ttl_seconds, expiry = _check_expiry(ttl, expires_at, now)
     return ThreadState(
         id=thread_id or new_id(),
         owner_id=_validation.check_optional_str("owner_id", owner_id),
@@ -60,7 +65,39 @@ def _new_state(
         version=0,
         created=now,
         updated=now,
+        expires_at=expiry,
+        ttl=ttl_seconds,
     )
+
+
+def _check_expiry(
+    ttl: object, expires_at: object, now: float
+) -> tuple[float | None, datetime.datetime | None]:
+    """Return ``(ttl seconds, expiry)`` from the ``ttl=`` / ``expires_at=`` arguments."""
+    if ttl is not None and expires_at is not None:
+        raise InvalidInputError("pass either ttl or expires_at, not both")
+    if ttl is not None:
+        if not isinstance(ttl, datetime.timedelta) or ttl.total_seconds() <= 0:
+            raise InvalidInputError(f"ttl must be a positive datetime.timedelta, got {ttl!r}")
+        seconds = ttl.total_seconds()
+        return seconds, _utc(now + seconds)
+    if expires_at is not None:
+        if not isinstance(expires_at, datetime.datetime) or expires_at.tzinfo is None:
+            raise InvalidInputError(
+                f"expires_at must be a timezone-aware datetime, got {expires_at!r}"
+            )
+        return None, _utc(expires_at.timestamp())
+    return None, None
+
+
+def _check_last(last: object) -> None:
+    if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 0):
+        raise InvalidInputError(f"last must be None or a whole number >= 0, got {last!r}")
+
+
+def _utc(epoch: float) -> datetime.datetime:
+    # BSON dates hold milliseconds; round so the object and the store agree exactly.
+    return datetime.datetime.fromtimestamp(round(epoch, 3), datetime.timezone.utc)
 
 
 def _check_role_mapping(value: object) -> dict[str, V1Role]:
@@ -101,6 +138,9 @@ class AsyncRoleThread:
         name: A display name.
         metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
         role_mapping: Roles of the thread, by name.
+        ttl: Delete the thread this long after creation (or after the last
+            :meth:`touch`); the server's TTL index does it.
+        expires_at: Delete the thread at this (timezone-aware) time.
         store: The store to use; the configured default if omitted.
 
     Raises:
@@ -116,11 +156,15 @@ class AsyncRoleThread:
         metadata: dict[str, Any] | None = None,
         role_mapping: dict[str, V1Role] | None = None,
         *,
+        ttl: datetime.timedelta | None = None,
+        expires_at: datetime.datetime | None = None,
         store: AsyncThreadStore | None = None,
     ) -> None:
         if not _IS_SYNC:
             raise TypeError("AsyncRoleThread(...) cannot store a thread; use .create(...)")
-        state = _new_state(owner_id, public, name, metadata, role_mapping)
+        state = _new_state(
+            owner_id, public, name, metadata, role_mapping, ttl=ttl, expires_at=expires_at
+        )
         self._attach(store if store is not None else async_default_store(), state)
         self._insert()  # type: ignore[unused-coroutine]
 
@@ -133,10 +177,14 @@ class AsyncRoleThread:
         metadata: dict[str, Any] | None = None,
         role_mapping: dict[str, V1Role] | None = None,
         *,
+        ttl: datetime.timedelta | None = None,
+        expires_at: datetime.datetime | None = None,
         store: AsyncThreadStore | None = None,
     ) -> AsyncRoleThread:
         """Create and store a new thread; the arguments are those of the class."""
-        state = _new_state(owner_id, public, name, metadata, role_mapping)
+        state = _new_state(
+            owner_id, public, name, metadata, role_mapping, ttl=ttl, expires_at=expires_at
+        )
         return await cls._create(state, store)
 
     # -- construction helpers ------------------------------------------------------------
@@ -146,17 +194,32 @@ class AsyncRoleThread:
         self._state = state
         self._saved_fields = copy.deepcopy(_document.editable_fields(state))
         self._lock = asyncio.Lock()
+        self._window: int | None = None
+        self._resolved: dict[str, str] = {}
 
     async def _insert(self) -> None:
-        doc = _document.thread_to_document(self._state)
-        await self._store.insert(doc)
+        written: list[str] = []
+        try:
+            for index, message in enumerate(self._state.messages):
+                images, new = await self._store.offload_images(message.images)
+                written.extend(new)
+                if new:
+                    self._state.messages[index] = message.model_copy(update={"images": images})
+            doc = _document.thread_to_document(self._state)
+            await self._store.insert(doc)
+        except BaseException:
+            await self._store.discard_blobs(written)
+            raise
         self._state.size_bytes = doc["size_bytes"]
         self._state.message_count = doc["message_count"]
 
     @classmethod
-    def _from_document(cls, doc: Mapping[str, Any], store: AsyncThreadStore) -> AsyncRoleThread:
+    def _from_document(
+        cls, doc: Mapping[str, Any], store: AsyncThreadStore, window: int | None = None
+    ) -> AsyncRoleThread:
         thread = cls.__new__(cls)
         thread._attach(store, _document.thread_from_document(doc))
+        thread._window = window
         return thread
 
     @classmethod
@@ -226,6 +289,31 @@ class AsyncRoleThread:
         return self._state.updated
 
     @property
+    def message_count(self) -> int:
+        """How many messages the thread has, also when only a page of them is loaded."""
+        return self._state.message_count
+
+    @property
+    def is_partial(self) -> bool:
+        """Whether only the last messages are loaded (see ``get(..., last=N)``)."""
+        return self._state.offset > 0
+
+    @property
+    def expires_at(self) -> datetime.datetime | None:
+        """When the store deletes the thread (UTC), or None if it never expires."""
+        return self._state.expires_at
+
+    @property
+    def ttl(self) -> datetime.timedelta | None:
+        """The time to live :meth:`touch` extends the expiry by, if one was set."""
+        return None if self._state.ttl is None else datetime.timedelta(seconds=self._state.ttl)
+
+    @property
+    def cursor(self) -> str:
+        """This thread's place in a listing: pass it as ``find(..., after=cursor)``."""
+        return _updates.page_cursor(self._state.created, self._state.id)
+
+    @property
     def store(self) -> AsyncThreadStore:
         """The store this thread lives in."""
         return self._store
@@ -270,12 +358,11 @@ class AsyncRoleThread:
                 ``add_msg(message)`` of the same message cannot duplicate it.
         """
         _validation.check_role(role)
-        stored_images = normalize_images(images)
         message = RoleMessage(
             role=role,
             text=msg,
             thread_id=self.id,
-            images=stored_images,
+            images=normalize_images(images),
             private=_validation.check_bool("private", private),
             metadata=metadata,
         )
@@ -302,33 +389,79 @@ class AsyncRoleThread:
         return await self._append(message)
 
     async def _append(self, message: RoleMessage) -> RoleMessage:
-        doc = _document.message_to_document(message)
+        # Images go to GridFS first: a crash before the append leaves at most an
+        # unreferenced blob (removed by sweep_blobs), never a message pointing at nothing.
+        images, written = await self._store.offload_images(message.images)
+        stored = message.model_copy(update={"images": images}) if written else message
+        doc = _document.message_to_document(stored)
         size = _document.element_size(doc)
         async with self._lock:
             now = time.time()
-            version, appended = await self._store.append(self.id, doc, size, now)
+            try:
+                version, appended = await self._store.append(self.id, doc, size, now)
+            except BaseException:
+                await self._store.discard_blobs(written)
+                raise
+            if not appended:
+                await self._store.discard_blobs(written)
             if appended and version == self._state.version + 1:
                 state = self._state
-                state.messages.append(message)
+                state.messages.append(stored)
                 state.version = version
                 state.size_bytes += size
                 state.message_count += 1
                 state.updated = now
+                self._resolved.update(zip(images, message.images, strict=True))
             else:
                 # Someone else changed the thread in between (or this message had landed
                 # before): read it again so this object holds what the store holds.
                 await self._reload()
         return message
 
-    def messages(self, include_private: bool = True) -> list[RoleMessage]:
-        """Return the messages in posting order.
+    async def messages(
+        self, include_private: bool = True, *, resolve_images: bool = True
+    ) -> list[RoleMessage]:
+        """Return the loaded messages in posting order (all, unless loaded with ``last=``).
+
+        Images stored in GridFS are read when asked for here, and come back as the data
+        URIs that were posted, byte for byte.
 
         Args:
             include_private: Also return messages posted with ``private=True``.
+            resolve_images: False leaves GridFS images as ``gridfs:<id>`` references, for
+                apps that serve images themselves (see ``ThreadStore.blobs``).
         """
-        if include_private:
-            return list(self._state.messages)
-        return [message for message in self._state.messages if not message.private]
+        chosen = [m for m in self._state.messages if include_private or not m.private]
+        if not resolve_images:
+            return chosen
+        return [await self._resolve(message) for message in chosen]
+
+    async def _resolve(self, message: RoleMessage) -> RoleMessage:
+        if not any(is_blob_ref(image) for image in message.images):
+            return message
+        images = []
+        for image in message.images:
+            if image not in self._resolved:
+                self._resolved[image] = (await self._store.resolve_images([image]))[0]
+            images.append(self._resolved[image])
+        return message.model_copy(update={"images": images})
+
+    async def history(self, before: str | None = None, limit: int = 50) -> list[RoleMessage]:
+        """Return up to ``limit`` messages before message ``before``, oldest first.
+
+        Pages backwards through a thread without loading it: start with ``before=None``
+        (the last ``limit`` messages), then pass the id of the first message of each
+        page. Pages stay stable while others append.
+
+        Raises:
+            MessageNotFoundError: ``before`` is not in the thread.
+            InvalidInputError: ``limit`` is not a positive whole number.
+        """
+        _validation.check_positive_int("limit", limit)
+        if before is not None and not isinstance(before, str):
+            raise InvalidInputError("before must be a message id (a string) or None")
+        docs = await self._store.history(self.id, before, limit)
+        return [await self._resolve(_document.message_from_document(doc, self.id)) for doc in docs]
 
     def _find_message(self, message_id: str) -> tuple[int, RoleMessage]:
         for index, message in enumerate(self._state.messages):
@@ -396,16 +529,21 @@ class AsyncRoleThread:
             del self._state.messages[index]
             self._state.size_bytes -= size
             self._state.message_count -= 1
+        await self._store.release_blobs(_updates.blob_ids_of([_document.message_to_document(old)]))
 
     async def remove_images(self) -> None:
         """Strip the images from every ``user`` message, and persist it.
 
-        Does nothing (and writes nothing) if no user message has images.
+        Does nothing (and writes nothing) if no user message has images. Images stored in
+        GridFS that no thread references any more are deleted. An object loaded with
+        ``last=`` reads the whole thread first.
 
         Raises:
             VersionConflictError: The thread changed since this object read it.
         """
         async with self._lock:
+            if self._state.offset:
+                await self._load_whole()
             changed: dict[int, RoleMessage] = {}
             for index, message in enumerate(self._state.messages):
                 if message.role == "user" and message.images:
@@ -424,9 +562,12 @@ class AsyncRoleThread:
                 time.time(),
             )
             await self._commit(built)
+            dropped = [self._state.messages[index] for index in changed]
             for index, new in changed.items():
                 self._state.messages[index] = new
             self._state.size_bytes += delta
+        docs = [_document.message_to_document(message) for message in dropped]
+        await self._store.release_blobs(_updates.blob_ids_of(docs))
 
     @staticmethod
     def _size_delta(old: RoleMessage, new: RoleMessage) -> int:
@@ -551,8 +692,42 @@ class AsyncRoleThread:
             await self._reload()
 
     async def _reload(self) -> None:
-        self._state = _document.thread_from_document(await self._store.load(self.id))
+        doc = await self._store.load(self.id, last=self._window)
+        self._state = _document.thread_from_document(doc)
         self._saved_fields = copy.deepcopy(_document.editable_fields(self._state))
+
+    async def _load_whole(self) -> None:
+        self._window = None
+        await self._reload()
+
+    async def touch(self, ttl: datetime.timedelta | None = None) -> None:
+        """Push the thread's expiry to ``ttl`` from now (default: the ``ttl`` it was made with).
+
+        Like a post, this never conflicts and raises the version by one.
+
+        Raises:
+            InvalidInputError: No ``ttl`` given and the thread has none.
+            ThreadNotFoundError: The thread was deleted (or has expired).
+        """
+        seconds = self._state.ttl if ttl is None else _check_expiry(ttl, None, 0)[0]
+        if seconds is None:
+            raise InvalidInputError("this thread has no ttl; call touch(ttl=timedelta(...))")
+        async with self._lock:
+            now = time.time()
+            expires_at = _utc(now + seconds)
+            old = _document.expiry_fields(self._state.expires_at, self._state.ttl)
+            new = _document.expiry_fields(expires_at, seconds)
+            delta = _document.fields_size(new) - _document.fields_size(old)
+            built = _updates.set_expiry(self.id, expires_at, seconds, delta, now)
+            version = await self._store.touch(self.id, built)
+            if version != self._state.version + 1:
+                await self._reload()
+                return
+            self._state.version = version
+            self._state.expires_at = expires_at
+            self._state.ttl = seconds
+            self._state.size_bytes += delta
+            self._state.updated = now
 
     async def delete(self) -> None:
         """Delete the thread and its messages from the store.
@@ -560,8 +735,6 @@ class AsyncRoleThread:
         Raises:
             ThreadNotFoundError: The thread was already deleted.
         """
-        from threadmem_mongo.errors import ThreadNotFoundError
-
         if not await self._store.delete(self.id):
             raise ThreadNotFoundError(self.id)
 
@@ -571,6 +744,9 @@ class AsyncRoleThread:
         The copy has a new id, and its messages have new ids, so ``RoleMessage.find(id=...)``
         stays unambiguous.
         """
+        if self._state.offset:
+            async with self._lock:
+                await self._load_whole()
         thread_id = new_id()
         messages = _document.renumbered_messages(self._state.messages, thread_id)
         state = _new_state(
@@ -587,43 +763,104 @@ class AsyncRoleThread:
     # -- lookup --------------------------------------------------------------------------
 
     @classmethod
-    async def get(cls, thread_id: str, *, store: AsyncThreadStore | None = None) -> AsyncRoleThread:
-        """Load one thread by id.
+    async def get(
+        cls, thread_id: str, *, last: int | None = None, store: AsyncThreadStore | None = None
+    ) -> AsyncRoleThread:
+        """Load one thread by id, whole or with only its last ``last`` messages.
+
+        A thread loaded with ``last=N`` costs the same to load whatever its length; it
+        can be posted to and edited like a whole one, and :meth:`history` pages back.
 
         Raises:
             ThreadNotFoundError: No such thread.
-            InvalidInputError: ``thread_id`` is not a string.
+            InvalidInputError: ``thread_id`` is not a string, or ``last`` is negative.
         """
         if not isinstance(thread_id, str):
             raise InvalidInputError(f"thread_id must be a string, got {type(thread_id).__name__}")
+        _check_last(last)
         target = store if store is not None else async_default_store()
-        return cls._from_document(await target.load(thread_id), target)
+        return cls._from_document(await target.load(thread_id, last=last), target, last)
 
     @classmethod
     async def find(
-        cls, *, store: AsyncThreadStore | None = None, **filters: object
+        cls,
+        *,
+        limit: int | None = None,
+        newest_first: bool = False,
+        after: str | None = None,
+        last: int | None = None,
+        store: AsyncThreadStore | None = None,
+        **filters: object,
     ) -> list[AsyncRoleThread]:
-        """Find threads by equality, oldest first.
+        """Find threads by equality, in creation order.
 
         Args:
+            limit: At most this many threads.
+            newest_first: Newest first instead of oldest first.
+            after: Continue a listing after the thread whose ``cursor`` this is.
+            last: Load only each thread's last ``last`` messages (0: none, for listings).
             store: The store to search; the configured default if omitted.
             **filters: Any of ``id``, ``owner_id``, ``public``, ``name`` with a scalar value,
                 and ``metadata={key: scalar, ...}`` for threads whose metadata holds all of
                 those entries.
 
         Raises:
-            InvalidInputError: An unknown field, or a value that is not a scalar (query
-                operators such as ``{"$ne": None}`` are refused).
+            InvalidInputError: An unknown field, a value that is not a scalar (query
+                operators such as ``{"$ne": None}`` are refused), or a bad cursor.
         """
         query = _updates.thread_search_filter(filters)
+        if limit is not None:
+            _validation.check_positive_int("limit", limit)
+        _validation.check_bool("newest_first", newest_first)
+        _check_last(last)
+        if after is not None:
+            query.update(_updates.after_cursor(after, newest_first))
         target = store if store is not None else async_default_store()
-        return [cls._from_document(doc, target) for doc in await target.find(query)]
+        docs = await target.find(query, newest_first=newest_first, limit=limit, last=last)
+        return [cls._from_document(doc, target, last) for doc in docs]
+
+    @classmethod
+    async def find_messages(
+        cls, *, store: AsyncThreadStore | None = None, **filters: object
+    ) -> list[RoleMessage]:
+        """Find messages across all threads by equality on ``id``, ``role``,
+        ``thread_id`` and ``text``; see :meth:`RoleMessage.find`.
+
+        Raises:
+            InvalidInputError: An unknown field, or a value that is not a scalar.
+        """
+        pipeline = _updates.message_search_pipeline(filters)
+        target = store if store is not None else async_default_store()
+        found = []
+        for doc in await target.find_messages(pipeline):
+            message = _document.message_from_document(doc["messages"], doc["_id"])
+            if any(is_blob_ref(image) for image in message.images):
+                images = await target.resolve_images(message.images)
+                message = message.model_copy(update={"images": images})
+            found.append(message)
+        return found
 
     # -- formats -------------------------------------------------------------------------
 
-    def to_openai(self, include_private: bool = True) -> dict[str, list[dict[str, Any]]]:
-        """Return ``{"messages": [...]}`` in OpenAI chat format; see ``RoleMessage.to_openai``."""
-        return {"messages": [m.to_openai() for m in self.messages(include_private)]}
+    async def to_openai(
+        self, include_private: bool = True, *, image_url: Callable[[str], str] | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Return ``{"messages": [...]}`` in OpenAI chat format; see ``RoleMessage.to_openai``.
+
+        Args:
+            include_private: Also export private messages.
+            image_url: Maps each GridFS reference (``gridfs:<id>``) to a URL your app
+                serves, instead of inlining the image as a data URI.
+        """
+        messages = await self.messages(include_private, resolve_images=image_url is None)
+        if image_url is not None:
+            messages = [
+                m.model_copy(
+                    update={"images": [image_url(i) if is_blob_ref(i) else i for i in m.images]}
+                )
+                for m in messages
+            ]
+        return {"messages": [m.to_openai() for m in messages]}
 
     @classmethod
     async def from_openai(
@@ -651,15 +888,16 @@ class AsyncRoleThread:
         state = _new_state(owner_id, public, name, metadata, None, parsed, thread_id)
         return await cls._create(state, store)
 
-    def to_v1(self) -> V1RoleThread:
-        """Return the exchange schema of this thread (``version`` as text)."""
+    async def to_v1(self) -> V1RoleThread:
+        """Return the exchange schema of this thread (``version`` as text), images inlined."""
+        messages = await self.messages()
         return V1RoleThread(
             owner_id=self.owner_id,
             public=self.public,
             name=self.name,
             metadata=copy.deepcopy(self.metadata),
             id=self.id,
-            messages=[m.to_v1() for m in self._state.messages],
+            messages=[m.to_v1() for m in messages],
             role_mapping=dict(self._state.roles),
             version=str(self.version),
             created=self.created,

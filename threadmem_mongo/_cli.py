@@ -15,8 +15,6 @@ from threadmem_mongo import _config, _embedded
 from threadmem_mongo._demo import run_demo
 from threadmem_mongo._store import ThreadStore
 from threadmem_mongo._thread import RoleThread
-from threadmem_mongo._updates import thread_search_filter
-from threadmem_mongo._validation import check_positive_int
 from threadmem_mongo.errors import ThreadMemError
 
 EXIT_OK = 0
@@ -108,17 +106,12 @@ def _when(epoch: float) -> str:
 
 
 def _ls(store: ThreadStore, owner: str | None, limit: int) -> int:
-    check_positive_int("--limit", limit)
-    query = thread_search_filter({"owner_id": owner} if owner is not None else {})
+    filters = {"owner_id": owner} if owner is not None else {}
+    # last=0: a listing loads no messages, whatever the threads' length.
+    threads = RoleThread.find(limit=limit, newest_first=True, last=0, store=store, **filters)
     rows = [
-        (
-            doc["_id"],
-            doc.get("name") or "",
-            doc.get("owner_id") or "",
-            str(doc.get("message_count", 0)),
-            _when(float(doc.get("updated") or doc["created"])),
-        )
-        for doc in store.summaries(query, limit)
+        (t.id, t.name or "", t.owner_id or "", str(t.message_count), _when(t.updated))
+        for t in threads
     ]
     header = ("ID", "NAME", "OWNER", "MESSAGES", "UPDATED")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

@@ -16,24 +16,30 @@ One document per thread, in collection ``threads``::
         {"id": "5d0c...", "role": "user", "text": "Hey there!", "images": [],
          "private": false, "created": 1712140700.12, "metadata": null}
       ],
-      "message_count": 1,
+      "message_count": 1,                  # all messages, also when a page is loaded
       "size_bytes": 412,                   # estimated BSON size, kept by every update
       "version": 1,                        # +1 with every change that lands
       "created": 1712140700.11,
-      "updated": 1712140700.12
+      "updated": 1712140700.12,
+      "expires_at": null,                  # a date: the TTL index deletes the thread then
+      "ttl": null                          # seconds touch() extends the expiry by
     }
 
-Messages do not store ``thread_id``: it is the document's ``_id``.
+Messages do not store ``thread_id``: it is the document's ``_id``. An image stored in
+GridFS appears in ``images`` as ``gridfs:<file id>``, and the message lists those file
+ids in ``blobs`` (indexed), so the last reference to an image is easy to find.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import bson
 
+from threadmem_mongo._images import blob_id_of, is_blob_ref
 from threadmem_mongo._limits import ARRAY_ELEMENT_OVERHEAD_BYTES
 from threadmem_mongo._models import RoleMessage, V1Role, new_id
 
@@ -52,6 +58,8 @@ THREAD_FIELDS = (
     "version",
     "created",
     "updated",
+    "expires_at",
+    "ttl",
 )
 
 
@@ -71,11 +79,18 @@ class ThreadState:
     updated: float
     size_bytes: int = 0
     message_count: int = 0
+    expires_at: datetime.datetime | None = None
+    ttl: float | None = None
+
+    @property
+    def offset(self) -> int:
+        """How many messages come before the loaded ones (0 when all are loaded)."""
+        return self.message_count - len(self.messages)
 
 
 def message_to_document(message: RoleMessage) -> dict[str, Any]:
     """Return the embedded subdocument of ``message``."""
-    return {
+    doc: dict[str, Any] = {
         "id": message.id,
         "role": message.role,
         "text": message.text,
@@ -84,6 +99,10 @@ def message_to_document(message: RoleMessage) -> dict[str, Any]:
         "created": message.created,
         "metadata": message.metadata,
     }
+    blobs = [blob_id_of(image) for image in message.images if is_blob_ref(image)]
+    if blobs:
+        doc["blobs"] = blobs
+    return doc
 
 
 def message_from_document(doc: Mapping[str, Any], thread_id: str) -> RoleMessage:
@@ -140,6 +159,8 @@ def thread_to_document(state: ThreadState) -> dict[str, Any]:
         "version": state.version,
         "created": state.created,
         "updated": state.updated,
+        "expires_at": state.expires_at,
+        "ttl": state.ttl,
     }
     # The size field holds an int64 placeholder so its own width is counted.
     doc["size_bytes"] = len(bson.encode(doc)) + ARRAY_ELEMENT_OVERHEAD_BYTES
@@ -164,7 +185,21 @@ def thread_from_document(doc: Mapping[str, Any]) -> ThreadState:
         updated=float(doc.get("updated", doc["created"])),
         size_bytes=int(doc.get("size_bytes", 0)),
         message_count=int(doc.get("message_count", len(messages))),
+        expires_at=aware_utc(doc.get("expires_at")),
+        ttl=doc.get("ttl"),
     )
+
+
+def aware_utc(value: datetime.datetime | None) -> datetime.datetime | None:
+    """Return ``value`` as an aware UTC datetime (BSON dates decode as naive UTC)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=datetime.timezone.utc)
+
+
+def expiry_fields(expires_at: datetime.datetime | None, ttl: float | None) -> dict[str, Any]:
+    """Return the expiry fields as stored."""
+    return {"expires_at": expires_at, "ttl": ttl}
 
 
 def renumbered_messages(messages: Iterable[RoleMessage], thread_id: str) -> list[RoleMessage]:

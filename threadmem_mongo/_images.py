@@ -115,3 +115,47 @@ def _pil_to_data_uri(image: object) -> str:
     # PNG is lossless and every mode PIL has can be written as PNG.
     image.save(buffer, format="PNG")  # type: ignore[attr-defined]
     return bytes_to_data_uri(buffer.getvalue(), "image/png")
+
+
+#: Images stored in GridFS appear in a stored message as ``gridfs:<file id>``.
+BLOB_REF_PREFIX = "gridfs:"
+
+#: Data URIs longer than this many characters go to GridFS by default.
+DEFAULT_BLOB_THRESHOLD = 32 * 1024
+
+
+def is_blob_ref(image: str) -> bool:
+    """Return whether ``image`` is a reference to an image stored in GridFS."""
+    return image.startswith(BLOB_REF_PREFIX)
+
+
+def blob_ref(blob_id: str) -> str:
+    """Return the reference a message stores for GridFS file ``blob_id``."""
+    return BLOB_REF_PREFIX + blob_id
+
+
+def blob_id_of(ref: str) -> str:
+    """Return the GridFS file id in reference ``ref``."""
+    return ref[len(BLOB_REF_PREFIX) :]
+
+
+def split_data_uri(uri: str) -> tuple[str, bytes] | None:
+    """Return ``(prefix, payload bytes)`` of a data URI whose base64 is canonical.
+
+    The prefix is everything up to and including ``base64,``. Returns None when
+    re-encoding the bytes would not give the same text back (for example unusual
+    padding), so that such an image is kept inline and still comes back byte for byte.
+    """
+    match = _DATA_URI.match(uri)
+    if match is None:
+        return None
+    payload = uri[match.end() :]
+    data = base64.b64decode(payload)
+    if base64.b64encode(data).decode("ascii") != payload:
+        return None
+    return uri[: match.end()], data
+
+
+def join_data_uri(prefix: str, data: bytes) -> str:
+    """Return the data URI of ``prefix`` (ending in ``base64,``) and ``data``."""
+    return prefix + base64.b64encode(data).decode("ascii")

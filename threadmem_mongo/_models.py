@@ -145,7 +145,8 @@ class RoleMessage(BaseModel):
         ``thread_id`` and ``text``.
 
         Only the matching messages are read, never whole threads. Results are ordered by
-        thread creation time, then by position in the thread.
+        thread creation time, then by position in the thread. The async API has
+        ``AsyncRoleThread.find_messages``.
 
         Args:
             store: The store to search; the configured default if omitted.
@@ -154,15 +155,9 @@ class RoleMessage(BaseModel):
         Raises:
             InvalidInputError: An unknown field, or a value that is not a scalar.
         """
-        from threadmem_mongo._config import default_store
-        from threadmem_mongo._document import message_from_document
-        from threadmem_mongo._updates import message_search_pipeline
+        from threadmem_mongo._thread import RoleThread
 
-        target = store if store is not None else default_store()
-        pipeline = message_search_pipeline(filters)
-        return [
-            message_from_document(doc["messages"], doc["_id"]) for doc in target.aggregate(pipeline)
-        ]
+        return RoleThread.find_messages(store=store, **filters)
 
     def to_v1(self) -> V1RoleMessage:
         """Return the exchange schema of this message."""

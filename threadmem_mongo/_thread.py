@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 from threadmem_mongo import _document, _updates, _validation
 from threadmem_mongo._config import default_store
 from threadmem_mongo._document import ThreadState
-from threadmem_mongo._images import ImageInput, normalize_images
+from threadmem_mongo._images import ImageInput, is_blob_ref, normalize_images
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo._models import RoleMessage, V1Role, V1RoleThread, new_id
 from threadmem_mongo._openai import message_fields_from_openai
@@ -21,6 +22,7 @@ from threadmem_mongo._store import ThreadStore
 from threadmem_mongo.errors import (
     InvalidInputError,
     MessageNotFoundError,
+    ThreadNotFoundError,
     ThreadTooLargeError,
     VersionConflictError,
 )
@@ -42,8 +44,11 @@ def _new_state(
     role_mapping: object,
     messages: list[RoleMessage] | None = None,
     thread_id: str | None = None,
+    ttl: object = None,
+    expires_at: object = None,
 ) -> ThreadState:
     now = time.time()
+    ttl_seconds, expiry = _check_expiry(ttl, expires_at, now)
     return ThreadState(
         id=thread_id or new_id(),
         owner_id=_validation.check_optional_str("owner_id", owner_id),
@@ -55,7 +60,39 @@ def _new_state(
         version=0,
         created=now,
         updated=now,
+        expires_at=expiry,
+        ttl=ttl_seconds,
     )
+
+
+def _check_expiry(
+    ttl: object, expires_at: object, now: float
+) -> tuple[float | None, datetime.datetime | None]:
+    """Return ``(ttl seconds, expiry)`` from the ``ttl=`` / ``expires_at=`` arguments."""
+    if ttl is not None and expires_at is not None:
+        raise InvalidInputError("pass either ttl or expires_at, not both")
+    if ttl is not None:
+        if not isinstance(ttl, datetime.timedelta) or ttl.total_seconds() <= 0:
+            raise InvalidInputError(f"ttl must be a positive datetime.timedelta, got {ttl!r}")
+        seconds = ttl.total_seconds()
+        return seconds, _utc(now + seconds)
+    if expires_at is not None:
+        if not isinstance(expires_at, datetime.datetime) or expires_at.tzinfo is None:
+            raise InvalidInputError(
+                f"expires_at must be a timezone-aware datetime, got {expires_at!r}"
+            )
+        return None, _utc(expires_at.timestamp())
+    return None, None
+
+
+def _check_last(last: object) -> None:
+    if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 0):
+        raise InvalidInputError(f"last must be None or a whole number >= 0, got {last!r}")
+
+
+def _utc(epoch: float) -> datetime.datetime:
+    # BSON dates hold milliseconds; round so the object and the store agree exactly.
+    return datetime.datetime.fromtimestamp(round(epoch, 3), datetime.timezone.utc)
 
 
 def _check_role_mapping(value: object) -> dict[str, V1Role]:
@@ -96,6 +133,9 @@ class RoleThread:
         name: A display name.
         metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
         role_mapping: Roles of the thread, by name.
+        ttl: Delete the thread this long after creation (or after the last
+            :meth:`touch`); the server's TTL index does it.
+        expires_at: Delete the thread at this (timezone-aware) time.
         store: The store to use; the configured default if omitted.
 
     Raises:
@@ -111,11 +151,15 @@ class RoleThread:
         metadata: dict[str, Any] | None = None,
         role_mapping: dict[str, V1Role] | None = None,
         *,
+        ttl: datetime.timedelta | None = None,
+        expires_at: datetime.datetime | None = None,
         store: ThreadStore | None = None,
     ) -> None:
         if not _IS_SYNC:
             raise TypeError("RoleThread(...) cannot store a thread; use .create(...)")
-        state = _new_state(owner_id, public, name, metadata, role_mapping)
+        state = _new_state(
+            owner_id, public, name, metadata, role_mapping, ttl=ttl, expires_at=expires_at
+        )
         self._attach(store if store is not None else default_store(), state)
         self._insert()
 
@@ -128,10 +172,14 @@ class RoleThread:
         metadata: dict[str, Any] | None = None,
         role_mapping: dict[str, V1Role] | None = None,
         *,
+        ttl: datetime.timedelta | None = None,
+        expires_at: datetime.datetime | None = None,
         store: ThreadStore | None = None,
     ) -> RoleThread:
         """Create and store a new thread; the arguments are those of the class."""
-        state = _new_state(owner_id, public, name, metadata, role_mapping)
+        state = _new_state(
+            owner_id, public, name, metadata, role_mapping, ttl=ttl, expires_at=expires_at
+        )
         return cls._create(state, store)
 
     # -- construction helpers ------------------------------------------------------------
@@ -141,17 +189,32 @@ class RoleThread:
         self._state = state
         self._saved_fields = copy.deepcopy(_document.editable_fields(state))
         self._lock = threading.Lock()
+        self._window: int | None = None
+        self._resolved: dict[str, str] = {}
 
     def _insert(self) -> None:
-        doc = _document.thread_to_document(self._state)
-        self._store.insert(doc)
+        written: list[str] = []
+        try:
+            for index, message in enumerate(self._state.messages):
+                images, new = self._store.offload_images(message.images)
+                written.extend(new)
+                if new:
+                    self._state.messages[index] = message.model_copy(update={"images": images})
+            doc = _document.thread_to_document(self._state)
+            self._store.insert(doc)
+        except BaseException:
+            self._store.discard_blobs(written)
+            raise
         self._state.size_bytes = doc["size_bytes"]
         self._state.message_count = doc["message_count"]
 
     @classmethod
-    def _from_document(cls, doc: Mapping[str, Any], store: ThreadStore) -> RoleThread:
+    def _from_document(
+        cls, doc: Mapping[str, Any], store: ThreadStore, window: int | None = None
+    ) -> RoleThread:
         thread = cls.__new__(cls)
         thread._attach(store, _document.thread_from_document(doc))
+        thread._window = window
         return thread
 
     @classmethod
@@ -221,6 +284,31 @@ class RoleThread:
         return self._state.updated
 
     @property
+    def message_count(self) -> int:
+        """How many messages the thread has, also when only a page of them is loaded."""
+        return self._state.message_count
+
+    @property
+    def is_partial(self) -> bool:
+        """Whether only the last messages are loaded (see ``get(..., last=N)``)."""
+        return self._state.offset > 0
+
+    @property
+    def expires_at(self) -> datetime.datetime | None:
+        """When the store deletes the thread (UTC), or None if it never expires."""
+        return self._state.expires_at
+
+    @property
+    def ttl(self) -> datetime.timedelta | None:
+        """The time to live :meth:`touch` extends the expiry by, if one was set."""
+        return None if self._state.ttl is None else datetime.timedelta(seconds=self._state.ttl)
+
+    @property
+    def cursor(self) -> str:
+        """This thread's place in a listing: pass it as ``find(..., after=cursor)``."""
+        return _updates.page_cursor(self._state.created, self._state.id)
+
+    @property
     def store(self) -> ThreadStore:
         """The store this thread lives in."""
         return self._store
@@ -265,12 +353,11 @@ class RoleThread:
                 ``add_msg(message)`` of the same message cannot duplicate it.
         """
         _validation.check_role(role)
-        stored_images = normalize_images(images)
         message = RoleMessage(
             role=role,
             text=msg,
             thread_id=self.id,
-            images=stored_images,
+            images=normalize_images(images),
             private=_validation.check_bool("private", private),
             metadata=metadata,
         )
@@ -297,33 +384,79 @@ class RoleThread:
         return self._append(message)
 
     def _append(self, message: RoleMessage) -> RoleMessage:
-        doc = _document.message_to_document(message)
+        # Images go to GridFS first: a crash before the append leaves at most an
+        # unreferenced blob (removed by sweep_blobs), never a message pointing at nothing.
+        images, written = self._store.offload_images(message.images)
+        stored = message.model_copy(update={"images": images}) if written else message
+        doc = _document.message_to_document(stored)
         size = _document.element_size(doc)
         with self._lock:
             now = time.time()
-            version, appended = self._store.append(self.id, doc, size, now)
+            try:
+                version, appended = self._store.append(self.id, doc, size, now)
+            except BaseException:
+                self._store.discard_blobs(written)
+                raise
+            if not appended:
+                self._store.discard_blobs(written)
             if appended and version == self._state.version + 1:
                 state = self._state
-                state.messages.append(message)
+                state.messages.append(stored)
                 state.version = version
                 state.size_bytes += size
                 state.message_count += 1
                 state.updated = now
+                self._resolved.update(zip(images, message.images, strict=True))
             else:
                 # Someone else changed the thread in between (or this message had landed
                 # before): read it again so this object holds what the store holds.
                 self._reload()
         return message
 
-    def messages(self, include_private: bool = True) -> list[RoleMessage]:
-        """Return the messages in posting order.
+    def messages(
+        self, include_private: bool = True, *, resolve_images: bool = True
+    ) -> list[RoleMessage]:
+        """Return the loaded messages in posting order (all, unless loaded with ``last=``).
+
+        Images stored in GridFS are read when asked for here, and come back as the data
+        URIs that were posted, byte for byte.
 
         Args:
             include_private: Also return messages posted with ``private=True``.
+            resolve_images: False leaves GridFS images as ``gridfs:<id>`` references, for
+                apps that serve images themselves (see ``ThreadStore.blobs``).
         """
-        if include_private:
-            return list(self._state.messages)
-        return [message for message in self._state.messages if not message.private]
+        chosen = [m for m in self._state.messages if include_private or not m.private]
+        if not resolve_images:
+            return chosen
+        return [self._resolve(message) for message in chosen]
+
+    def _resolve(self, message: RoleMessage) -> RoleMessage:
+        if not any(is_blob_ref(image) for image in message.images):
+            return message
+        images = []
+        for image in message.images:
+            if image not in self._resolved:
+                self._resolved[image] = (self._store.resolve_images([image]))[0]
+            images.append(self._resolved[image])
+        return message.model_copy(update={"images": images})
+
+    def history(self, before: str | None = None, limit: int = 50) -> list[RoleMessage]:
+        """Return up to ``limit`` messages before message ``before``, oldest first.
+
+        Pages backwards through a thread without loading it: start with ``before=None``
+        (the last ``limit`` messages), then pass the id of the first message of each
+        page. Pages stay stable while others append.
+
+        Raises:
+            MessageNotFoundError: ``before`` is not in the thread.
+            InvalidInputError: ``limit`` is not a positive whole number.
+        """
+        _validation.check_positive_int("limit", limit)
+        if before is not None and not isinstance(before, str):
+            raise InvalidInputError("before must be a message id (a string) or None")
+        docs = self._store.history(self.id, before, limit)
+        return [self._resolve(_document.message_from_document(doc, self.id)) for doc in docs]
 
     def _find_message(self, message_id: str) -> tuple[int, RoleMessage]:
         for index, message in enumerate(self._state.messages):
@@ -387,16 +520,21 @@ class RoleThread:
             del self._state.messages[index]
             self._state.size_bytes -= size
             self._state.message_count -= 1
+        self._store.release_blobs(_updates.blob_ids_of([_document.message_to_document(old)]))
 
     def remove_images(self) -> None:
         """Strip the images from every ``user`` message, and persist it.
 
-        Does nothing (and writes nothing) if no user message has images.
+        Does nothing (and writes nothing) if no user message has images. Images stored in
+        GridFS that no thread references any more are deleted. An object loaded with
+        ``last=`` reads the whole thread first.
 
         Raises:
             VersionConflictError: The thread changed since this object read it.
         """
         with self._lock:
+            if self._state.offset:
+                self._load_whole()
             changed: dict[int, RoleMessage] = {}
             for index, message in enumerate(self._state.messages):
                 if message.role == "user" and message.images:
@@ -415,9 +553,12 @@ class RoleThread:
                 time.time(),
             )
             self._commit(built)
+            dropped = [self._state.messages[index] for index in changed]
             for index, new in changed.items():
                 self._state.messages[index] = new
             self._state.size_bytes += delta
+        docs = [_document.message_to_document(message) for message in dropped]
+        self._store.release_blobs(_updates.blob_ids_of(docs))
 
     @staticmethod
     def _size_delta(old: RoleMessage, new: RoleMessage) -> int:
@@ -542,8 +683,42 @@ class RoleThread:
             self._reload()
 
     def _reload(self) -> None:
-        self._state = _document.thread_from_document(self._store.load(self.id))
+        doc = self._store.load(self.id, last=self._window)
+        self._state = _document.thread_from_document(doc)
         self._saved_fields = copy.deepcopy(_document.editable_fields(self._state))
+
+    def _load_whole(self) -> None:
+        self._window = None
+        self._reload()
+
+    def touch(self, ttl: datetime.timedelta | None = None) -> None:
+        """Push the thread's expiry to ``ttl`` from now (default: the ``ttl`` it was made with).
+
+        Like a post, this never conflicts and raises the version by one.
+
+        Raises:
+            InvalidInputError: No ``ttl`` given and the thread has none.
+            ThreadNotFoundError: The thread was deleted (or has expired).
+        """
+        seconds = self._state.ttl if ttl is None else _check_expiry(ttl, None, 0)[0]
+        if seconds is None:
+            raise InvalidInputError("this thread has no ttl; call touch(ttl=timedelta(...))")
+        with self._lock:
+            now = time.time()
+            expires_at = _utc(now + seconds)
+            old = _document.expiry_fields(self._state.expires_at, self._state.ttl)
+            new = _document.expiry_fields(expires_at, seconds)
+            delta = _document.fields_size(new) - _document.fields_size(old)
+            built = _updates.set_expiry(self.id, expires_at, seconds, delta, now)
+            version = self._store.touch(self.id, built)
+            if version != self._state.version + 1:
+                self._reload()
+                return
+            self._state.version = version
+            self._state.expires_at = expires_at
+            self._state.ttl = seconds
+            self._state.size_bytes += delta
+            self._state.updated = now
 
     def delete(self) -> None:
         """Delete the thread and its messages from the store.
@@ -551,8 +726,6 @@ class RoleThread:
         Raises:
             ThreadNotFoundError: The thread was already deleted.
         """
-        from threadmem_mongo.errors import ThreadNotFoundError
-
         if not self._store.delete(self.id):
             raise ThreadNotFoundError(self.id)
 
@@ -562,6 +735,9 @@ class RoleThread:
         The copy has a new id, and its messages have new ids, so ``RoleMessage.find(id=...)``
         stays unambiguous.
         """
+        if self._state.offset:
+            with self._lock:
+                self._load_whole()
         thread_id = new_id()
         messages = _document.renumbered_messages(self._state.messages, thread_id)
         state = _new_state(
@@ -578,41 +754,104 @@ class RoleThread:
     # -- lookup --------------------------------------------------------------------------
 
     @classmethod
-    def get(cls, thread_id: str, *, store: ThreadStore | None = None) -> RoleThread:
-        """Load one thread by id.
+    def get(
+        cls, thread_id: str, *, last: int | None = None, store: ThreadStore | None = None
+    ) -> RoleThread:
+        """Load one thread by id, whole or with only its last ``last`` messages.
+
+        A thread loaded with ``last=N`` costs the same to load whatever its length; it
+        can be posted to and edited like a whole one, and :meth:`history` pages back.
 
         Raises:
             ThreadNotFoundError: No such thread.
-            InvalidInputError: ``thread_id`` is not a string.
+            InvalidInputError: ``thread_id`` is not a string, or ``last`` is negative.
         """
         if not isinstance(thread_id, str):
             raise InvalidInputError(f"thread_id must be a string, got {type(thread_id).__name__}")
+        _check_last(last)
         target = store if store is not None else default_store()
-        return cls._from_document(target.load(thread_id), target)
+        return cls._from_document(target.load(thread_id, last=last), target, last)
 
     @classmethod
-    def find(cls, *, store: ThreadStore | None = None, **filters: object) -> list[RoleThread]:
-        """Find threads by equality, oldest first.
+    def find(
+        cls,
+        *,
+        limit: int | None = None,
+        newest_first: bool = False,
+        after: str | None = None,
+        last: int | None = None,
+        store: ThreadStore | None = None,
+        **filters: object,
+    ) -> list[RoleThread]:
+        """Find threads by equality, in creation order.
 
         Args:
+            limit: At most this many threads.
+            newest_first: Newest first instead of oldest first.
+            after: Continue a listing after the thread whose ``cursor`` this is.
+            last: Load only each thread's last ``last`` messages (0: none, for listings).
             store: The store to search; the configured default if omitted.
             **filters: Any of ``id``, ``owner_id``, ``public``, ``name`` with a scalar value,
                 and ``metadata={key: scalar, ...}`` for threads whose metadata holds all of
                 those entries.
 
         Raises:
-            InvalidInputError: An unknown field, or a value that is not a scalar (query
-                operators such as ``{"$ne": None}`` are refused).
+            InvalidInputError: An unknown field, a value that is not a scalar (query
+                operators such as ``{"$ne": None}`` are refused), or a bad cursor.
         """
         query = _updates.thread_search_filter(filters)
+        if limit is not None:
+            _validation.check_positive_int("limit", limit)
+        _validation.check_bool("newest_first", newest_first)
+        _check_last(last)
+        if after is not None:
+            query.update(_updates.after_cursor(after, newest_first))
         target = store if store is not None else default_store()
-        return [cls._from_document(doc, target) for doc in target.find(query)]
+        docs = target.find(query, newest_first=newest_first, limit=limit, last=last)
+        return [cls._from_document(doc, target, last) for doc in docs]
+
+    @classmethod
+    def find_messages(
+        cls, *, store: ThreadStore | None = None, **filters: object
+    ) -> list[RoleMessage]:
+        """Find messages across all threads by equality on ``id``, ``role``,
+        ``thread_id`` and ``text``; see :meth:`RoleMessage.find`.
+
+        Raises:
+            InvalidInputError: An unknown field, or a value that is not a scalar.
+        """
+        pipeline = _updates.message_search_pipeline(filters)
+        target = store if store is not None else default_store()
+        found = []
+        for doc in target.find_messages(pipeline):
+            message = _document.message_from_document(doc["messages"], doc["_id"])
+            if any(is_blob_ref(image) for image in message.images):
+                images = target.resolve_images(message.images)
+                message = message.model_copy(update={"images": images})
+            found.append(message)
+        return found
 
     # -- formats -------------------------------------------------------------------------
 
-    def to_openai(self, include_private: bool = True) -> dict[str, list[dict[str, Any]]]:
-        """Return ``{"messages": [...]}`` in OpenAI chat format; see ``RoleMessage.to_openai``."""
-        return {"messages": [m.to_openai() for m in self.messages(include_private)]}
+    def to_openai(
+        self, include_private: bool = True, *, image_url: Callable[[str], str] | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Return ``{"messages": [...]}`` in OpenAI chat format; see ``RoleMessage.to_openai``.
+
+        Args:
+            include_private: Also export private messages.
+            image_url: Maps each GridFS reference (``gridfs:<id>``) to a URL your app
+                serves, instead of inlining the image as a data URI.
+        """
+        messages = self.messages(include_private, resolve_images=image_url is None)
+        if image_url is not None:
+            messages = [
+                m.model_copy(
+                    update={"images": [image_url(i) if is_blob_ref(i) else i for i in m.images]}
+                )
+                for m in messages
+            ]
+        return {"messages": [m.to_openai() for m in messages]}
 
     @classmethod
     def from_openai(
@@ -641,14 +880,15 @@ class RoleThread:
         return cls._create(state, store)
 
     def to_v1(self) -> V1RoleThread:
-        """Return the exchange schema of this thread (``version`` as text)."""
+        """Return the exchange schema of this thread (``version`` as text), images inlined."""
+        messages = self.messages()
         return V1RoleThread(
             owner_id=self.owner_id,
             public=self.public,
             name=self.name,
             metadata=copy.deepcopy(self.metadata),
             id=self.id,
-            messages=[m.to_v1() for m in self._state.messages],
+            messages=[m.to_v1() for m in messages],
             role_mapping=dict(self._state.roles),
             version=str(self.version),
             created=self.created,

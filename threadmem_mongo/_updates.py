@@ -13,10 +13,12 @@ Every write increments ``version`` by one and sets ``updated``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from threadmem_mongo import _validation
+from threadmem_mongo._document import THREAD_FIELDS
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo.errors import InvalidInputError
 
@@ -35,17 +37,8 @@ def append_status_projection(message_id: str) -> dict[str, Any]:
 #: Projection of a write's reply: the version only, never the thread.
 VERSION_PROJECTION: dict[str, Any] = {"_id": 0, "version": 1}
 
-#: Projection of a thread listing: the fields, never the messages.
-SUMMARY_PROJECTION: dict[str, Any] = {
-    "_id": 1,
-    "owner_id": 1,
-    "name": 1,
-    "public": 1,
-    "message_count": 1,
-    "version": 1,
-    "created": 1,
-    "updated": 1,
-}
+#: Projection returning the image references of a thread's messages.
+BLOBS_PROJECTION: dict[str, Any] = {"_id": 1, "messages.blobs": 1}
 
 THREAD_FILTER_FIELDS = ("id", "owner_id", "public", "name")
 MESSAGE_FILTER_FIELDS = ("id", "role", "thread_id", "text")
@@ -58,6 +51,100 @@ def _stamp(now: float, *, size_delta: int = 0, count_delta: int = 0) -> Update:
     if count_delta:
         increments["message_count"] = count_delta
     return {"$inc": increments, "$set": {"updated": now}}
+
+
+def window_projection(last: int | None) -> dict[str, Any] | None:
+    """Projection loading a thread with only its last ``last`` messages (all if None)."""
+    if last is None:
+        return None
+    if last == 0:
+        return {"messages": 0}
+    # Every field named: servers differ on whether a lone $slice includes the others.
+    projection: dict[str, Any] = {field: 1 for field in THREAD_FIELDS}
+    projection["messages"] = {"$slice": -last}
+    return projection
+
+
+def creation_order(newest_first: bool) -> list[tuple[str, int]]:
+    """Sort of thread listings: by creation time, ties broken by id."""
+    direction = -1 if newest_first else 1
+    return [("created", direction), ("_id", direction)]
+
+
+def history_pipeline(thread_id: str, before: str, limit: int) -> list[dict[str, Any]]:
+    """Aggregation returning the ``limit`` messages before message ``before``.
+
+    The page is cut on the server, so only it travels; ``index`` is -1 when ``before``
+    is not in the thread. Anchoring on a message id keeps pages stable while others
+    append.
+    """
+    # $map rather than "$messages.id": the same list, and some servers only take this form.
+    ids = {"$map": {"input": "$messages", "in": "$$this.id"}}
+    index = {"$indexOfArray": [ids, before]}
+    start = {"$max": [0, {"$subtract": ["$index", limit]}]}
+    return [
+        {"$match": by_id(thread_id)},
+        {"$project": {"index": index, "messages": 1}},
+        {
+            "$project": {
+                "index": 1,
+                "page": {
+                    "$cond": [
+                        {"$gt": ["$index", 0]},
+                        {"$slice": ["$messages", start, {"$min": [limit, "$index"]}]},
+                        [],
+                    ]
+                },
+            }
+        },
+    ]
+
+
+def blob_holder(blob_id: str) -> Filter:
+    """Filter matching any thread with a message that references image ``blob_id``."""
+    return {"messages.blobs": blob_id}
+
+
+def blob_ids_of(message_docs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Return the image blob ids the message subdocuments reference."""
+    return [blob_id for doc in message_docs for blob_id in doc.get("blobs") or []]
+
+
+def after_cursor(cursor: str, newest_first: bool) -> Filter:
+    """Filter continuing a creation-ordered listing after ``cursor`` (see ``page_cursor``).
+
+    Raises:
+        InvalidInputError: The cursor is not one this library made.
+    """
+    created_text, _, thread_id = cursor.partition("|") if isinstance(cursor, str) else ("", "", "")
+    try:
+        created = float(created_text)
+    except ValueError:
+        created = float("nan")
+    if not thread_id or created != created:
+        raise InvalidInputError(f"after={cursor!r} is not a cursor from RoleThread.cursor")
+    beyond = "$lt" if newest_first else "$gt"
+    return {
+        "$or": [{"created": {beyond: created}}, {"created": created, "_id": {beyond: thread_id}}]
+    }
+
+
+def page_cursor(created: float, thread_id: str) -> str:
+    """Return the cursor of a thread in a creation-ordered listing."""
+    return f"{created!r}|{thread_id}"
+
+
+def set_expiry(
+    thread_id: str,
+    expires_at: datetime.datetime | None,
+    ttl: float | None,
+    size_delta: int,
+    now: float,
+) -> tuple[Filter, Update]:
+    """Set when the thread expires (unconditional, like an append)."""
+    update = _stamp(now, size_delta=size_delta)
+    update["$set"].update({"expires_at": expires_at, "ttl": ttl})
+    return by_id(thread_id), update
 
 
 def by_id(thread_id: str) -> Filter:

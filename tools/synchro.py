@@ -21,6 +21,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "threadmem_mongo"
 
 #: async source -> generated sync module
 MODULES = {
+    "_async_blobs.py": "_blobs.py",
     "_async_store.py": "_store.py",
     "_async_thread.py": "_thread.py",
 }
@@ -30,6 +31,8 @@ NAMES = {
     "AsyncRoleThread": "RoleThread",
     "AsyncThreadStore": "ThreadStore",
     "AsyncCollection": "Collection",
+    "AsyncDatabase": "Database",
+    "AsyncBlobStore": "BlobStore",
     "AsyncChangeStream": "ChangeStream",
     "AsyncIterator": "Iterator",
     "AsyncGenerator": "Generator",
@@ -38,6 +41,7 @@ NAMES = {
     "__anext__": "__next__",
     "async_default_store": "default_store",
     "_async_store": "_store",
+    "_async_blobs": "_blobs",
     "_async_thread": "_thread",
     "asyncio.Lock": "threading.Lock",
     "asyncio.sleep": "time.sleep",
@@ -48,6 +52,8 @@ NAMES = {
 PATHS = {
     "threadmem_mongo._async_store": "threadmem_mongo._store",
     "threadmem_mongo._async_thread": "threadmem_mongo._thread",
+    "threadmem_mongo._async_blobs": "threadmem_mongo._blobs",
+    "pymongo.asynchronous.database": "pymongo.database",
     "pymongo.asynchronous.collection": "pymongo.collection",
     "pymongo.asynchronous.change_stream": "pymongo.change_stream",
 }

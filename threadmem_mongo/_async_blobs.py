@@ -1,0 +1,128 @@
+"""Image blobs in GridFS: written before the message that references them.
+
+Blobs are stored in the GridFS layout (``<bucket>.files`` and ``<bucket>.chunks``, chunks
+of 255 KiB), written with plain collection operations so that the same code runs on every
+backend; any GridFS tool, such as pymongo's ``GridFSBucket``, reads them.
+
+Each file's ``metadata.prefix`` keeps the data URI's head (``data:image/png;base64,``)
+so the URI comes back byte for byte.
+
+This file is the source of both twins: ``tools/synchro.py`` turns it into the
+synchronous ``_blobs.py``. Edit this file, then run ``python tools/synchro.py``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from threadmem_mongo._driver import translated_errors
+from threadmem_mongo._images import join_data_uri
+from threadmem_mongo.errors import ImageFormatError
+
+DEFAULT_BUCKET = "threadmem_images"
+CHUNK_SIZE = 255 * 1024
+
+Document = dict[str, Any]
+
+
+def _object_id(blob_id: str) -> ObjectId:
+    try:
+        return ObjectId(blob_id)
+    except (InvalidId, TypeError) as exc:
+        raise ImageFormatError(f"{blob_id!r} is not a stored image id") from exc
+
+
+class AsyncBlobStore:
+    """Reads and writes image blobs in one GridFS bucket.
+
+    Args:
+        database: The database holding the bucket's two collections.
+        bucket: The bucket name.
+    """
+
+    def __init__(self, database: AsyncDatabase[Document], bucket: str = DEFAULT_BUCKET) -> None:
+        self._files = database[f"{bucket}.files"]
+        self._chunks = database[f"{bucket}.chunks"]
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes GridFS readers expect. Idempotent."""
+        with translated_errors():
+            await self._files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
+            await self._chunks.create_index(
+                [("files_id", ASCENDING), ("n", ASCENDING)], unique=True
+            )
+
+    async def put(self, prefix: str, data: bytes) -> str:
+        """Store ``data`` (an image's bytes) and return its id.
+
+        Chunks are written before the file document, as GridFS requires, so a reader
+        never sees a file whose chunks are missing.
+        """
+        file_id = ObjectId()
+        chunks = [
+            {"files_id": file_id, "n": n, "data": data[offset : offset + CHUNK_SIZE]}
+            for n, offset in enumerate(range(0, max(len(data), 1), CHUNK_SIZE))
+        ]
+        with translated_errors():
+            for chunk in chunks:
+                # One chunk per insert: a batch of chunks could exceed a message's size.
+                await self._chunks.insert_one(chunk)
+            await self._files.insert_one(
+                {
+                    "_id": file_id,
+                    "length": len(data),
+                    "chunkSize": CHUNK_SIZE,
+                    "uploadDate": datetime.datetime.now(datetime.timezone.utc),
+                    "filename": str(file_id),
+                    "metadata": {"prefix": prefix},
+                }
+            )
+        return str(file_id)
+
+    async def data_uri(self, blob_id: str) -> str:
+        """Return the data URI of a stored image, as it was posted.
+
+        Raises:
+            ImageFormatError: No such image (it was deleted, or never stored).
+        """
+        prefix, data = await self.read(blob_id)
+        return join_data_uri(prefix, data)
+
+    async def read(self, blob_id: str) -> tuple[str, bytes]:
+        """Return ``(data URI prefix, bytes)`` of a stored image.
+
+        Raises:
+            ImageFormatError: No such image.
+        """
+        file_id = _object_id(blob_id)
+        with translated_errors():
+            meta = await self._files.find_one({"_id": file_id})
+            if meta is None:
+                raise ImageFormatError(f"stored image {blob_id!r} does not exist")
+            cursor = self._chunks.find({"files_id": file_id}).sort("n", ASCENDING)
+            data = b"".join([bytes(chunk["data"]) async for chunk in cursor])
+        if len(data) != meta["length"]:
+            raise ImageFormatError(f"stored image {blob_id!r} is incomplete")
+        return str(meta["metadata"]["prefix"]), data
+
+    async def delete(self, blob_ids: Iterable[str]) -> None:
+        """Delete stored images; the file document goes first, then its chunks."""
+        ids = [_object_id(blob_id) for blob_id in blob_ids]
+        if not ids:
+            return
+        with translated_errors():
+            await self._files.delete_many({"_id": {"$in": ids}})
+            await self._chunks.delete_many({"files_id": {"$in": ids}})
+
+    async def ids_older_than(self, cutoff: datetime.datetime) -> list[str]:
+        """Return the ids of images uploaded before ``cutoff``."""
+        with translated_errors():
+            cursor = self._files.find({"uploadDate": {"$lt": cutoff}}, {"_id": 1})
+            return [str(doc["_id"]) async for doc in cursor]
