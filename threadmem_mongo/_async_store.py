@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import ConnectionFailure, OperationFailure
 
 from threadmem_mongo import _updates
 from threadmem_mongo._async_blobs import DEFAULT_BUCKET, AsyncBlobStore
@@ -28,8 +31,10 @@ from threadmem_mongo._images import (
 )
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo.errors import (
+    ConfigurationError,
     InvalidInputError,
     MessageNotFoundError,
+    StoreUnavailableError,
     ThreadMemError,
     ThreadNotFoundError,
     ThreadTooLargeError,
@@ -46,6 +51,31 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("message_id", [("messages.id", ASCENDING)]),
     ("message_blobs", [("messages.blobs", ASCENDING)]),
 )
+
+#: Server codes meaning "change streams are not available here" (standalone mongod).
+NO_CHANGE_STREAM_CODES = frozenset({40573, 40324})
+
+#: Seconds between attempts to reopen a change stream.
+RECONNECT_PAUSE = 0.25
+
+
+def _wait_or_raise(exc: Exception, failing_since: float | None, limit: float) -> float:
+    """Return when failures began; raise once they have lasted ``limit`` seconds."""
+    if isinstance(exc, OperationFailure) and exc.code in NO_CHANGE_STREAM_CODES:
+        raise ConfigurationError(
+            "the server does not offer change streams: watch() needs a replica set"
+        ) from exc
+    if isinstance(exc, OperationFailure) and not exc.has_error_label("ResumableChangeStreamError"):
+        raise exc
+    now = time.monotonic()
+    if failing_since is None:
+        return now
+    if now - failing_since > limit:
+        raise StoreUnavailableError(
+            f"the change stream could not be reopened for {limit:.0f} s: {type(exc).__name__}"
+        ) from exc
+    return failing_since
+
 
 #: The TTL index: the server deletes a thread once its ``expires_at`` has passed.
 TTL_INDEX: tuple[str, list[tuple[str, int]]] = ("expires_at", [("expires_at", ASCENDING)])
@@ -343,6 +373,113 @@ class AsyncThreadStore:
             return False
         await self.release_blobs(_updates.blob_ids_of(doc.get("messages") or []))
         return True
+
+    async def message(self, thread_id: str, message_id: str) -> Document | None:
+        """Return one message subdocument by id, or None if it is not in the thread."""
+        with translated_errors(thread_id):
+            doc = await self._collection.find_one(
+                _updates.by_id(thread_id), _updates.one_message_projection(message_id)
+            )
+        messages = (doc or {}).get("messages") or []
+        return messages[0] if messages else None
+
+    async def messages_after(self, thread_id: str, message_id: str) -> tuple[int, list[Document]]:
+        """Return the thread's version and the messages after ``message_id``, in order.
+
+        Raises:
+            ThreadNotFoundError: No such thread.
+            MessageNotFoundError: ``message_id`` is not in the thread.
+        """
+        with translated_errors(thread_id):
+            cursor = await self._collection.aggregate(
+                _updates.messages_after_pipeline(thread_id, message_id)
+            )
+            found = [doc async for doc in cursor]
+        if not found:
+            raise ThreadNotFoundError(thread_id)
+        if found[0]["index"] < 0:
+            raise MessageNotFoundError(thread_id, message_id)
+        return int(found[0]["version"]), list(found[0]["page"])
+
+    # -- change streams ----------------------------------------------------------------
+
+    async def changes(
+        self,
+        pipeline: Sequence[Mapping[str, Any]],
+        *,
+        resume_after: Mapping[str, Any] | None = None,
+        full_document: str | None = None,
+        idle_timeout: float | None = None,
+        reconnect_timeout: float = 30.0,
+    ) -> AsyncGenerator[Document | None, None]:
+        """Yield change-stream documents; first ``None`` once the stream is open.
+
+        A dropped connection or a restarting server does not end it: the stream is
+        reopened from the last resume token, so nothing is missed or repeated, until
+        ``reconnect_timeout`` seconds pass without success. With ``idle_timeout`` it ends
+        after that many seconds without a change.
+
+        Raises:
+            ConfigurationError: The server has no change streams (standalone, mongomock).
+            StoreUnavailableError: The server stayed unreachable for ``reconnect_timeout``.
+        """
+        token = resume_after
+        opened = False
+        wait_ms = 1000 if idle_timeout is None else max(10, min(1000, int(idle_timeout * 1000)))
+        last_event = time.monotonic()
+        failing_since: float | None = None
+        while True:
+            try:
+                stream = await self._open_stream(pipeline, token, full_document, wait_ms)
+            except (ConnectionFailure, OperationFailure) as exc:
+                failing_since = _wait_or_raise(exc, failing_since, reconnect_timeout)
+                await asyncio.sleep(RECONNECT_PAUSE)
+                continue
+            failing_since = None
+            if not opened:
+                opened = True
+                yield None
+            async with stream:
+                while True:
+                    try:
+                        change = await stream.try_next()
+                    except (ConnectionFailure, OperationFailure) as exc:
+                        failing_since = _wait_or_raise(exc, failing_since, reconnect_timeout)
+                        break
+                    token = stream.resume_token or token
+                    if change is not None:
+                        last_event = time.monotonic()
+                        yield change
+                    elif idle_timeout is not None and time.monotonic() - last_event > idle_timeout:
+                        return
+            await asyncio.sleep(RECONNECT_PAUSE)
+
+    async def _open_stream(
+        self,
+        pipeline: Sequence[Mapping[str, Any]],
+        token: Mapping[str, Any] | None,
+        full_document: str | None,
+        wait_ms: int,
+    ) -> AsyncChangeStream[Document]:
+        try:
+            return await self._collection.watch(
+                [dict(stage) for stage in pipeline],
+                resume_after=token,
+                full_document=full_document,
+                max_await_time_ms=wait_ms,
+            )
+        except NotImplementedError as exc:
+            raise ConfigurationError(
+                "this store (mongomock) has no change streams; watch() needs MongoDB running "
+                "as a replica set or sharded cluster"
+            ) from exc
+        except OperationFailure as exc:
+            if exc.code in NO_CHANGE_STREAM_CODES:
+                raise ConfigurationError(
+                    "the server does not offer change streams: watch() needs MongoDB running "
+                    "as a replica set (a single node is enough) or a sharded cluster"
+                ) from exc
+            raise
 
     # -- images ------------------------------------------------------------------------
 

@@ -101,7 +101,7 @@ class RoleMessage(BaseModel):
         InvalidInputError: On construction, if a field is not acceptable.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     role: str
     text: str

@@ -4,16 +4,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import datetime
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from threadmem_mongo import _document, _updates, _validation
 from threadmem_mongo._config import default_store
 from threadmem_mongo._document import ThreadState
+from threadmem_mongo._events import (
+    ThreadEvent,
+    events_from_change,
+    owner_pipeline,
+    thread_pipeline,
+)
 from threadmem_mongo._images import ImageInput, is_blob_ref, normalize_images
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo._models import RoleMessage, V1Role, V1RoleThread, new_id
@@ -549,6 +557,7 @@ class RoleThread:
                 self.id,
                 self.version,
                 {i: {"images": [], "text": new.text} for i, new in changed.items()},
+                [new.id for new in changed.values()],
                 delta,
                 time.time(),
             )
@@ -580,11 +589,8 @@ class RoleThread:
         with self._lock:
             if role.name in self._state.roles:
                 raise InvalidInputError(f"role {role.name!r} already exists in this thread")
-            doc = _document.role_to_document(role)
-            size = _document.element_size(doc)
-            self._commit(_updates.add_role(self.id, self.version, doc, size, time.time()))
-            self._state.roles[role.name] = role
-            self._state.size_bytes += size
+            roles = {**self._state.roles, role.name: role}
+            self._commit_roles(roles)
 
     def remove_role(self, name: str) -> None:
         """Remove the role called ``name``, if nobody changed the thread since.
@@ -597,10 +603,16 @@ class RoleThread:
             role = self._state.roles.get(name)
             if role is None:
                 raise InvalidInputError(f"role {name!r} does not exist in this thread")
-            size = _document.element_size(_document.role_to_document(role))
-            self._commit(_updates.remove_role(self.id, self.version, name, size, time.time()))
-            del self._state.roles[name]
-            self._state.size_bytes -= size
+            roles = {key: value for key, value in self._state.roles.items() if key != name}
+            self._commit_roles(roles)
+
+    def _commit_roles(self, roles: dict[str, V1Role]) -> None:
+        docs = [_document.role_to_document(role) for role in roles.values()]
+        old = [_document.role_to_document(role) for role in self._state.roles.values()]
+        delta = _document.fields_size({"roles": docs}) - _document.fields_size({"roles": old})
+        self._commit(_updates.set_roles(self.id, self.version, docs, delta, time.time()))
+        self._state.roles = roles
+        self._state.size_bytes += delta
 
     # -- whole-thread changes ------------------------------------------------------------
 
@@ -830,6 +842,125 @@ class RoleThread:
                 message = message.model_copy(update={"images": images})
             found.append(message)
         return found
+
+    # -- live changes --------------------------------------------------------------------
+
+    def watch(
+        self,
+        *,
+        after_message: str | None = None,
+        resume_after: Mapping[str, Any] | None = None,
+        idle_timeout: float | None = None,
+        reconnect_timeout: float = 30.0,
+    ) -> Iterator[ThreadEvent]:
+        """Yield what happens to this thread, from any process, as it happens.
+
+        New messages arrive as ``message_added`` events carrying the ``RoleMessage``;
+        edits (``message_updated``, with the edited message), deletions
+        (``message_deleted``), field and role changes (``thread_updated``), and the
+        thread's deletion (``thread_deleted``) too. Uses a MongoDB change stream: a
+        replica set (one node is enough) or a sharded cluster is needed. The stream is
+        reopened after a dropped connection or a server restart without missing or
+        repeating events. Iterate with ``for`` in the sync API and ``for`` in the
+        async API; stopping the loop (``break``, task cancellation) closes the stream.
+
+        This object's own state is not changed by the events; call :meth:`refresh`.
+
+        Args:
+            after_message: First yield the messages posted after this message id, then
+                continue live, so a restarting bot picks up where it left off.
+            resume_after: The ``resume_token`` of the last event handled, to continue
+                exactly after it.
+            idle_timeout: Stop after this many seconds without an event (default: never).
+            reconnect_timeout: Give up after this many seconds of failed reconnection.
+
+        Raises:
+            ConfigurationError: The server has no change streams.
+            MessageNotFoundError: ``after_message`` is not in the thread.
+            StoreUnavailableError: The server stayed unreachable.
+        """
+        changes = self._store.changes(
+            thread_pipeline(self.id),
+            resume_after=resume_after,
+            idle_timeout=idle_timeout,
+            reconnect_timeout=reconnect_timeout,
+        )
+        with contextlib.closing(changes):
+            seen_version = -1
+            for change in changes:
+                if change is None:
+                    # The stream is open: nothing from now on can be missed, so read what
+                    # came after the bot's last message and report it first.
+                    if after_message is not None:
+                        version, backlog = self._store.messages_after(self.id, after_message)
+                        seen_version = version
+                        for doc in backlog:
+                            message = self._resolve(_document.message_from_document(doc, self.id))
+                            yield ThreadEvent("message_added", self.id, None, message, message.id)
+                    continue
+                for event in events_from_change(change):
+                    if event.version is not None and event.version <= seen_version:
+                        continue
+                    yield self._completed(event)
+
+    @classmethod
+    def watch_all(
+        cls,
+        *,
+        owner_id: str | None = None,
+        resume_after: Mapping[str, Any] | None = None,
+        idle_timeout: float | None = None,
+        reconnect_timeout: float = 30.0,
+        store: ThreadStore | None = None,
+    ) -> Iterator[ThreadEvent]:
+        """Yield what happens to every thread of ``owner_id`` (or to every thread).
+
+        For a bot that serves many threads; events are those of :meth:`watch`. Deletions
+        are reported only when no ``owner_id`` is given, since a deleted document no
+        longer says whose it was.
+
+        Raises:
+            ConfigurationError: The server has no change streams.
+            StoreUnavailableError: The server stayed unreachable.
+        """
+        if owner_id is not None:
+            _validation.check_filter_value("owner_id", owner_id)
+        target = store if store is not None else default_store()
+        changes = target.changes(
+            owner_pipeline(owner_id),
+            resume_after=resume_after,
+            full_document="updateLookup",
+            idle_timeout=idle_timeout,
+            reconnect_timeout=reconnect_timeout,
+        )
+        with contextlib.closing(changes):
+            for change in changes:
+                if change is None:
+                    continue
+                for event in events_from_change(change):
+                    if event.kind == "message_added" and event.message is not None:
+                        images = target.resolve_images(event.message.images)
+                        message = event.message.model_copy(update={"images": images})
+                        event = dataclasses.replace(event, message=message)
+                    elif event.kind == "message_updated" and event.message_id is not None:
+                        doc = target.message(event.thread_id, event.message_id)
+                        if doc is not None:
+                            message = _document.message_from_document(doc, event.thread_id)
+                            images = target.resolve_images(message.images)
+                            message = message.model_copy(update={"images": images})
+                            event = dataclasses.replace(event, message=message)
+                    yield event
+
+    def _completed(self, event: ThreadEvent) -> ThreadEvent:
+        """Return ``event`` with its message read and its images resolved."""
+        if event.kind == "message_added" and event.message is not None:
+            return dataclasses.replace(event, message=self._resolve(event.message))
+        if event.kind == "message_updated" and event.message_id is not None:
+            doc = self._store.message(self.id, event.message_id)
+            if doc is not None:
+                message = self._resolve(_document.message_from_document(doc, self.id))
+                return dataclasses.replace(event, message=message)
+        return event
 
     # -- formats -------------------------------------------------------------------------
 

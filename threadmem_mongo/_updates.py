@@ -100,6 +100,33 @@ def history_pipeline(thread_id: str, before: str, limit: int) -> list[dict[str, 
     ]
 
 
+def one_message_projection(message_id: str) -> dict[str, Any]:
+    """Projection returning one message by id, and the version."""
+    return {"version": 1, "messages": {"$elemMatch": {"id": message_id}}}
+
+
+def messages_after_pipeline(thread_id: str, message_id: str) -> list[dict[str, Any]]:
+    """Aggregation returning the messages after ``message_id`` (``index`` -1 if absent)."""
+    ids = {"$map": {"input": "$messages", "in": "$$this.id"}}
+    return [
+        {"$match": by_id(thread_id)},
+        {"$project": {"version": 1, "messages": 1, "index": {"$indexOfArray": [ids, message_id]}}},
+        {
+            "$project": {
+                "version": 1,
+                "index": 1,
+                "page": {
+                    "$slice": [
+                        "$messages",
+                        {"$add": ["$index", 1]},
+                        {"$max": [1, {"$size": "$messages"}]},
+                    ]
+                },
+            }
+        },
+    ]
+
+
 def blob_holder(blob_id: str) -> Filter:
     """Filter matching any thread with a message that references image ``blob_id``."""
     return {"messages.blobs": blob_id}
@@ -185,22 +212,31 @@ def set_fields(
     return at_version(thread_id, version), update
 
 
-def add_role(
-    thread_id: str, version: int, role_doc: Mapping[str, Any], size: int, now: float
+def set_roles(
+    thread_id: str,
+    version: int,
+    role_docs: Iterable[Mapping[str, Any]],
+    size_delta: int,
+    now: float,
 ) -> tuple[Filter, Update]:
-    """Append a role if still at ``version``."""
-    update = _stamp(now, size_delta=size)
-    update["$push"] = {"roles": dict(role_doc)}
+    """Replace the role list if still at ``version``.
+
+    The whole list is written (it is small, and the version pins what it was), so a
+    change stream shows watchers the new list as it is.
+    """
+    update = _stamp(now, size_delta=size_delta)
+    update["$set"]["roles"] = [dict(doc) for doc in role_docs]
     return at_version(thread_id, version), update
 
 
-def remove_role(
-    thread_id: str, version: int, name: str, size: int, now: float
-) -> tuple[Filter, Update]:
-    """Remove the role called ``name`` if still at ``version``."""
-    update = _stamp(now, size_delta=-size)
-    update["$pull"] = {"roles": {"name": name}}
-    return at_version(thread_id, version), update
+def _last_change(op: str, message_ids: Iterable[str], version: int) -> dict[str, Any]:
+    """The ``last_change`` field: which messages an edit or deletion touched, for watchers.
+
+    It holds the version the change makes, so it differs from the previous value even
+    when the same message is edited twice (a server omits unchanged fields from the
+    change it reports).
+    """
+    return {"op": op, "ids": list(message_ids), "version": version + 1}
 
 
 def edit_message(
@@ -219,6 +255,7 @@ def edit_message(
     query["messages.id"] = message_id
     update = _stamp(now, size_delta=size_delta)
     update["$set"].update({f"messages.$.{key}": value for key, value in changes.items()})
+    update["$set"]["last_change"] = _last_change("message_updated", [message_id], version)
     return query, update
 
 
@@ -226,6 +263,7 @@ def edit_messages_at(
     thread_id: str,
     version: int,
     changes_by_index: Mapping[int, Mapping[str, Any]],
+    message_ids: Iterable[str],
     size_delta: int,
     now: float,
 ) -> tuple[Filter, Update]:
@@ -234,6 +272,7 @@ def edit_messages_at(
     Positions are safe because the version pins the array the caller read.
     """
     update = _stamp(now, size_delta=size_delta)
+    update["$set"]["last_change"] = _last_change("message_updated", message_ids, version)
     for index, changes in changes_by_index.items():
         for key, value in changes.items():
             update["$set"][f"messages.{index}.{key}"] = value
@@ -248,6 +287,7 @@ def delete_message(
     query["messages.id"] = message_id
     update = _stamp(now, size_delta=-size, count_delta=-1)
     update["$pull"] = {"messages": {"id": message_id}}
+    update["$set"]["last_change"] = _last_change("message_deleted", [message_id], version)
     return query, update
 
 

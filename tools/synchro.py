@@ -48,7 +48,7 @@ NAMES = {
     "_IS_SYNC = False": "_IS_SYNC = True",
 }
 
-#: Module paths whose async form differs from the sync one.
+#: Dotted names whose async form differs from the sync one (plain text replacement).
 PATHS = {
     "threadmem_mongo._async_store": "threadmem_mongo._store",
     "threadmem_mongo._async_thread": "threadmem_mongo._thread",
@@ -56,6 +56,7 @@ PATHS = {
     "pymongo.asynchronous.database": "pymongo.database",
     "pymongo.asynchronous.collection": "pymongo.collection",
     "pymongo.asynchronous.change_stream": "pymongo.change_stream",
+    "contextlib.aclosing": "contextlib.closing",
 }
 
 HEADER = (
@@ -69,6 +70,8 @@ def translate(source: str, name: str) -> str:
     text = source
     for old, new in PATHS.items():
         text = text.replace(old, new)
+    # AsyncGenerator[Y, S] becomes Generator[Y, S, None]: sync generators also return.
+    text = re.sub(r"\bAsyncGenerator\[(.+), None\]", r"Generator[\1, None, None]", text)
     text = re.sub(r"\basync def\b", "def", text)
     text = re.sub(r"\basync with\b", "with", text)
     text = re.sub(r"\basync for\b", "for", text)
