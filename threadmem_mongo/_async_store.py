@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, OperationFailure
@@ -262,13 +262,27 @@ class AsyncThreadStore:
                 raise InvalidInputError(f"a thread with id {doc['_id']!r} exists already") from exc
 
     async def append(
-        self, thread_id: str, message_doc: Mapping[str, Any], size: int, now: float
-    ) -> tuple[int, bool]:
-        """Append a message in one atomic update.
+        self,
+        thread_id: str,
+        message_doc: Mapping[str, Any],
+        size: int,
+        now: float,
+        known_version: int,
+    ) -> tuple[bool, bool]:
+        """Append a message in one atomic update (two when others wrote in between).
+
+        Args:
+            thread_id: The thread to append to.
+            message_doc: The message subdocument.
+            size: Its size in the document, from ``_document.element_size``.
+            now: The time to stamp as ``updated``.
+            known_version: The version the caller's object holds.
 
         Returns:
-            ``(version, appended)``: the thread's version after the write, and False if
-            the message had landed before (a retry), in which case nothing was written.
+            ``(appended, in_sequence)``: ``appended`` is False if the message had landed
+            before (a retry), in which case nothing was written; ``in_sequence`` is True
+            if the thread was still at ``known_version``, so it is now at
+            ``known_version + 1`` holding exactly the caller's state plus this message.
 
         Raises:
             ThreadNotFoundError: No such thread.
@@ -277,19 +291,12 @@ class AsyncThreadStore:
         await self.ensure_indexes()
         if size > DOCUMENT_BUDGET_BYTES:
             raise ThreadTooLargeError(thread_id, size, DOCUMENT_BUDGET_BYTES)
-        query, update = _updates.append_message(thread_id, message_doc, size, now)
+        appended, in_sequence = await self._commutative_update(
+            thread_id, _updates.append_message(thread_id, message_doc, size, now), known_version
+        )
+        if appended:
+            return True, in_sequence
         with translated_errors(thread_id):
-            reply = await self._collection.find_one_and_update(
-                query,
-                update,
-                projection=_updates.VERSION_PROJECTION,
-                # The version before the update, plus one, is the version it made. Asking
-                # for the document after would make mongomock re-run the filter, which the
-                # pushed message no longer matches.
-                return_document=ReturnDocument.BEFORE,
-            )
-            if reply is not None:
-                return int(reply["version"]) + 1, True
             status = await self._collection.find_one(
                 _updates.by_id(thread_id),
                 _updates.append_status_projection(message_doc["id"]),
@@ -297,10 +304,37 @@ class AsyncThreadStore:
         if status is None:
             raise ThreadNotFoundError(thread_id)
         if status.get("messages"):
-            return int(status["version"]), False
+            return False, False
         raise ThreadTooLargeError(
             thread_id, int(status.get("size_bytes", 0)) + size, DOCUMENT_BUDGET_BYTES
         )
+
+    async def _commutative_update(
+        self,
+        thread_id: str,
+        built: tuple[Mapping[str, Any], Mapping[str, Any]],
+        known_version: int,
+    ) -> tuple[bool, bool]:
+        """Apply an update that needs no version (it commutes with every other change).
+
+        It is first tried pinned to ``known_version``: when that matches, the caller
+        knows the result exactly without reading anything back. Only if someone else
+        wrote in between is it sent again unpinned. (Reading the version back from a
+        findAndModify reply would also be one round trip, but not every server that
+        speaks the protocol returns that reply atomically with the write.)
+
+        Returns:
+            ``(matched, in_sequence)``.
+        """
+        query, update = built
+        with translated_errors(thread_id):
+            pinned = await self._collection.update_one(
+                _updates.pinned(query, known_version), dict(update)
+            )
+            if pinned.matched_count:
+                return True, True
+            result = await self._collection.update_one(dict(query), dict(update))
+        return bool(result.matched_count), False
 
     async def update_at_version(
         self,
@@ -343,25 +377,24 @@ class AsyncThreadStore:
         raise VersionConflictError(thread_id, version, actual)
 
     async def touch(
-        self, thread_id: str, built: tuple[Mapping[str, Any], Mapping[str, Any]]
-    ) -> int:
-        """Apply an unconditional update (a new expiry) and return the new version.
+        self,
+        thread_id: str,
+        built: tuple[Mapping[str, Any], Mapping[str, Any]],
+        known_version: int,
+    ) -> bool:
+        """Apply an update that needs no version, such as a new expiry.
+
+        Returns:
+            Whether the thread was still at ``known_version`` (see :meth:`append`).
 
         Raises:
             ThreadNotFoundError: No such thread.
         """
         await self.ensure_indexes()
-        query, update = built
-        with translated_errors(thread_id):
-            reply = await self._collection.find_one_and_update(
-                dict(query),
-                dict(update),
-                projection=_updates.VERSION_PROJECTION,
-                return_document=ReturnDocument.BEFORE,
-            )
-        if reply is None:
+        matched, in_sequence = await self._commutative_update(thread_id, built, known_version)
+        if not matched:
             raise ThreadNotFoundError(thread_id)
-        return int(reply["version"]) + 1
+        return in_sequence
 
     async def delete(self, thread_id: str) -> bool:
         """Delete a thread and the images only it referenced; return whether it existed."""

@@ -406,16 +406,18 @@ class AsyncRoleThread:
         async with self._lock:
             now = time.time()
             try:
-                version, appended = await self._store.append(self.id, doc, size, now)
+                appended, in_sequence = await self._store.append(
+                    self.id, doc, size, now, self._state.version
+                )
             except BaseException:
                 await self._store.discard_blobs(written)
                 raise
             if not appended:
                 await self._store.discard_blobs(written)
-            if appended and version == self._state.version + 1:
+            if in_sequence:
                 state = self._state
                 state.messages.append(stored)
-                state.version = version
+                state.version += 1
                 state.size_bytes += size
                 state.message_count += 1
                 state.updated = now
@@ -517,7 +519,6 @@ class AsyncRoleThread:
                 built, on_same_version=lambda: MessageNotFoundError(self.id, message_id)
             )
             self._state.messages[index] = new
-            self._state.size_bytes += delta
             return new
 
     async def delete_message(self, message_id: str) -> None:
@@ -535,7 +536,6 @@ class AsyncRoleThread:
                 built, on_same_version=lambda: MessageNotFoundError(self.id, message_id)
             )
             del self._state.messages[index]
-            self._state.size_bytes -= size
             self._state.message_count -= 1
         await self._store.release_blobs(_updates.blob_ids_of([_document.message_to_document(old)]))
 
@@ -574,7 +574,6 @@ class AsyncRoleThread:
             dropped = [self._state.messages[index] for index in changed]
             for index, new in changed.items():
                 self._state.messages[index] = new
-            self._state.size_bytes += delta
         docs = [_document.message_to_document(message) for message in dropped]
         await self._store.release_blobs(_updates.blob_ids_of(docs))
 
@@ -621,7 +620,6 @@ class AsyncRoleThread:
         delta = _document.fields_size({"roles": docs}) - _document.fields_size({"roles": old})
         await self._commit(_updates.set_roles(self.id, self.version, docs, delta, time.time()))
         self._state.roles = roles
-        self._state.size_bytes += delta
 
     # -- whole-thread changes ------------------------------------------------------------
 
@@ -642,7 +640,6 @@ class AsyncRoleThread:
             delta = _document.fields_size(fields) - _document.fields_size(self._saved_fields)
             built = _updates.set_fields(self.id, self.version, fields, delta, time.time())
             await self._commit(built)
-            self._state.size_bytes += delta
             self._saved_fields = copy.deepcopy(fields)
 
     async def _commit(
@@ -652,6 +649,7 @@ class AsyncRoleThread:
         on_same_version: Callable[[], Exception] | None = None,
     ) -> None:
         update = built[1]
+        last_change_bytes = _updates.account_last_change(update, self._state.last_change_bytes)
         grown = self._state.size_bytes + int(update["$inc"].get("size_bytes", 0))
         if grown > DOCUMENT_BUDGET_BYTES:
             raise ThreadTooLargeError(self.id, grown, DOCUMENT_BUDGET_BYTES)
@@ -659,6 +657,8 @@ class AsyncRoleThread:
             self.id, self.version, built, on_same_version=on_same_version
         )
         self._state.updated = update["$set"]["updated"]
+        self._state.size_bytes = grown
+        self._state.last_change_bytes = last_change_bytes
 
     async def apply(
         self,
@@ -731,11 +731,10 @@ class AsyncRoleThread:
             new = _document.expiry_fields(expires_at, seconds)
             delta = _document.fields_size(new) - _document.fields_size(old)
             built = _updates.set_expiry(self.id, expires_at, seconds, delta, now)
-            version = await self._store.touch(self.id, built)
-            if version != self._state.version + 1:
+            if not await self._store.touch(self.id, built, self._state.version):
                 await self._reload()
                 return
-            self._state.version = version
+            self._state.version += 1
             self._state.expires_at = expires_at
             self._state.ttl = seconds
             self._state.size_bytes += delta

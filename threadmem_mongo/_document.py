@@ -60,6 +60,7 @@ THREAD_FIELDS = (
     "updated",
     "expires_at",
     "ttl",
+    "last_change",
 )
 
 
@@ -81,6 +82,7 @@ class ThreadState:
     message_count: int = 0
     expires_at: datetime.datetime | None = None
     ttl: float | None = None
+    last_change_bytes: int = 0
 
     @property
     def offset(self) -> int:
@@ -187,7 +189,13 @@ def thread_from_document(doc: Mapping[str, Any]) -> ThreadState:
         message_count=int(doc.get("message_count", len(messages))),
         expires_at=aware_utc(doc.get("expires_at")),
         ttl=doc.get("ttl"),
+        last_change_bytes=last_change_size(doc.get("last_change")),
     )
+
+
+def last_change_size(last_change: Mapping[str, Any] | None) -> int:
+    """Return the bytes the ``last_change`` field takes (0 when absent)."""
+    return 0 if last_change is None else fields_size({"last_change": last_change})
 
 
 def aware_utc(value: datetime.datetime | None) -> datetime.datetime | None:

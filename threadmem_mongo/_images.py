@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from threadmem_mongo.errors import ImageFormatError
 
@@ -110,10 +111,22 @@ def _sniff_mime(data: bytes) -> str | None:
     return None
 
 
-def _pil_to_data_uri(image: object) -> str:
+#: PIL modes PNG stores as they are; others (CMYK, float, ...) are converted first.
+_PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"})
+
+
+def _pil_to_data_uri(image: Any) -> str:
+    # PNG is lossless, and what vision models take everywhere.
+    if image.mode not in _PNG_MODES:
+        has_alpha = any(band in ("A", "a") for band in image.getbands())
+        try:
+            image = image.convert("RGBA" if has_alpha else "RGB")
+        except ValueError as exc:
+            raise ImageFormatError(
+                f"PIL image mode {image.mode!r} cannot be stored: {exc}"
+            ) from exc
     buffer = io.BytesIO()
-    # PNG is lossless and every mode PIL has can be written as PNG.
-    image.save(buffer, format="PNG")  # type: ignore[attr-defined]
+    image.save(buffer, format="PNG")
     return bytes_to_data_uri(buffer.getvalue(), "image/png")
 
 

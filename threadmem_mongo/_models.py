@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from threadmem_mongo import _validation
 from threadmem_mongo.errors import InvalidInputError
@@ -36,16 +36,20 @@ class V1Role(BaseModel):
         description: Free text about the role.
     """
 
+    model_config = ConfigDict(strict=True)
+
     name: str
     user_id: str
     user_name: str
     icon: str
     description: str | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _name_is_a_role(cls, value: str) -> str:
-        return _validation.check_role(value)
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidInputError(f"invalid role: {exc}") from exc
+        _validation.check_role(self.name)
 
 
 class V1RoleMessage(BaseModel):

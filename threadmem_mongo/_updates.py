@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from threadmem_mongo import _validation
-from threadmem_mongo._document import THREAD_FIELDS
+from threadmem_mongo._document import THREAD_FIELDS, fields_size
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo.errors import InvalidInputError
 
@@ -33,9 +33,6 @@ def append_status_projection(message_id: str) -> dict[str, Any]:
     """Projection telling why an append missed: gone, already landed, or too large."""
     return {**STATUS_PROJECTION, "messages": {"$elemMatch": {"id": message_id}}}
 
-
-#: Projection of a write's reply: the version only, never the thread.
-VERSION_PROJECTION: dict[str, Any] = {"_id": 0, "version": 1}
 
 #: Projection returning the image references of a thread's messages.
 BLOBS_PROJECTION: dict[str, Any] = {"_id": 1, "messages.blobs": 1}
@@ -198,6 +195,11 @@ def append_message(
     return query, update
 
 
+def pinned(query: Mapping[str, Any], version: int) -> Filter:
+    """``query``, matching only while the thread is still at ``version``."""
+    return {**query, "version": version}
+
+
 def message_landed(thread_id: str, message_id: str) -> Filter:
     """Filter matching the thread only if it holds message ``message_id``."""
     return {"_id": thread_id, "messages.id": message_id}
@@ -227,6 +229,19 @@ def set_roles(
     update = _stamp(now, size_delta=size_delta)
     update["$set"]["roles"] = [dict(doc) for doc in role_docs]
     return at_version(thread_id, version), update
+
+
+def account_last_change(update: Update, previous_bytes: int) -> int:
+    """Count a new ``last_change`` in the update's size increment; return its size.
+
+    The field replaces the previous one, whose size the caller read with the version.
+    """
+    new = update["$set"].get("last_change")
+    if new is None:
+        return previous_bytes
+    new_bytes = fields_size({"last_change": new})
+    update["$inc"]["size_bytes"] = update["$inc"].get("size_bytes", 0) + new_bytes - previous_bytes
+    return new_bytes
 
 
 def _last_change(op: str, message_ids: Iterable[str], version: int) -> dict[str, Any]:

@@ -89,6 +89,8 @@ def check_filter_value(field: str, value: object) -> str | int | float | bool | 
     Filters compare with equality only: a dict value could smuggle in a query operator
     (``{"$ne": None}``) and read other owners' threads.
     """
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise InvalidInputError(f"filter {field}= is an int MongoDB cannot store (over 64 bits)")
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     raise InvalidInputError(
