@@ -255,6 +255,18 @@ def test_init_script_creates_exactly_the_indexes_ensure_indexes_creates(init_js:
     assert js_index_specs(init_js) == expected
 
 
+def test_init_script_creates_the_ttl_index_ensure_indexes_creates(init_js: str) -> None:
+    from threadmem_mongo._store import TTL_INDEX
+
+    name, keys = TTL_INDEX
+    ((field, direction),) = keys
+    entry = (
+        rf"\{{\s*key:\s*\{{\s*{field}:\s*{direction}\s*\}},"
+        rf'\s*expireAfterSeconds:\s*0,\s*name:\s*"{name}"'
+    )
+    assert re.search(entry, init_js)
+
+
 # -- docs/scaling.md --------------------------------------------------------------------
 
 

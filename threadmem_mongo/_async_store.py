@@ -268,6 +268,7 @@ class AsyncThreadStore:
         size: int,
         now: float,
         known_version: int,
+        known_size: int = 0,
     ) -> tuple[bool, bool]:
         """Append a message in one atomic update (two when others wrote in between).
 
@@ -277,6 +278,9 @@ class AsyncThreadStore:
             size: Its size in the document, from ``_document.element_size``.
             now: The time to stamp as ``updated``.
             known_version: The version the caller's object holds.
+            known_size: The document size the caller's object last knew of. If the
+                message would not fit in it, the current size is read first (others may
+                have deleted messages), so an oversized message is never sent.
 
         Returns:
             ``(appended, in_sequence)``: ``appended`` is False if the message had landed
@@ -291,6 +295,16 @@ class AsyncThreadStore:
         await self.ensure_indexes()
         if size > DOCUMENT_BUDGET_BYTES:
             raise ThreadTooLargeError(thread_id, size, DOCUMENT_BUDGET_BYTES)
+        if known_size + size > DOCUMENT_BUDGET_BYTES:
+            with translated_errors(thread_id):
+                status = await self._collection.find_one(
+                    _updates.by_id(thread_id), _updates.STATUS_PROJECTION
+                )
+            if status is None:
+                raise ThreadNotFoundError(thread_id)
+            current = int(status.get("size_bytes", 0))
+            if current + size > DOCUMENT_BUDGET_BYTES:
+                raise ThreadTooLargeError(thread_id, current + size, DOCUMENT_BUDGET_BYTES)
         appended, in_sequence = await self._commutative_update(
             thread_id, _updates.append_message(thread_id, message_doc, size, now), known_version
         )

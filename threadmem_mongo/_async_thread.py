@@ -407,7 +407,7 @@ class AsyncRoleThread:
             now = time.time()
             try:
                 appended, in_sequence = await self._store.append(
-                    self.id, doc, size, now, self._state.version
+                    self.id, doc, size, now, self._state.version, self._state.size_bytes
                 )
             except BaseException:
                 await self._store.discard_blobs(written)

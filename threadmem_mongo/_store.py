@@ -265,6 +265,7 @@ class ThreadStore:
         size: int,
         now: float,
         known_version: int,
+        known_size: int = 0,
     ) -> tuple[bool, bool]:
         """Append a message in one atomic update (two when others wrote in between).
 
@@ -274,6 +275,9 @@ class ThreadStore:
             size: Its size in the document, from ``_document.element_size``.
             now: The time to stamp as ``updated``.
             known_version: The version the caller's object holds.
+            known_size: The document size the caller's object last knew of. If the
+                message would not fit in it, the current size is read first (others may
+                have deleted messages), so an oversized message is never sent.
 
         Returns:
             ``(appended, in_sequence)``: ``appended`` is False if the message had landed
@@ -288,6 +292,16 @@ class ThreadStore:
         self.ensure_indexes()
         if size > DOCUMENT_BUDGET_BYTES:
             raise ThreadTooLargeError(thread_id, size, DOCUMENT_BUDGET_BYTES)
+        if known_size + size > DOCUMENT_BUDGET_BYTES:
+            with translated_errors(thread_id):
+                status = self._collection.find_one(
+                    _updates.by_id(thread_id), _updates.STATUS_PROJECTION
+                )
+            if status is None:
+                raise ThreadNotFoundError(thread_id)
+            current = int(status.get("size_bytes", 0))
+            if current + size > DOCUMENT_BUDGET_BYTES:
+                raise ThreadTooLargeError(thread_id, current + size, DOCUMENT_BUDGET_BYTES)
         appended, in_sequence = self._commutative_update(
             thread_id, _updates.append_message(thread_id, message_doc, size, now), known_version
         )

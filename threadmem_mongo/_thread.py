@@ -402,7 +402,7 @@ class RoleThread:
             now = time.time()
             try:
                 appended, in_sequence = self._store.append(
-                    self.id, doc, size, now, self._state.version
+                    self.id, doc, size, now, self._state.version, self._state.size_bytes
                 )
             except BaseException:
                 self._store.discard_blobs(written)

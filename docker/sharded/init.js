@@ -93,6 +93,9 @@ command(admin.getSiblingDB("threadmem"), {
     { key: { owner_id: 1, created: 1 }, name: "owner_created" },
     { key: { created: 1 }, name: "created" },
     { key: { "messages.id": 1 }, name: "message_id" },
+    { key: { "messages.blobs": 1 }, name: "message_blobs" },
+    // The TTL index: each shard's TTL monitor deletes its threads once expires_at passes.
+    { key: { expires_at: 1 }, expireAfterSeconds: 0, name: "expires_at" },
   ],
 });
 
