@@ -349,11 +349,13 @@ def test_to_openai_places_images_at_placeholders() -> None:
     }
 
 
-def test_to_openai_with_placeholder_count_mismatch_is_invalid_input() -> None:
+def test_post_with_placeholder_count_mismatch_is_refused_and_writes_nothing(raw: Raw) -> None:
     thread = RoleThread()
-    thread.post("user", "one <image> two <image>", images=[URL])
-    with pytest.raises(InvalidInputError):
-        thread.to_openai()
+    before = raw.find_one({"_id": thread.id})
+    with pytest.raises(InvalidInputError, match="placeholder"):
+        thread.post("user", "one <image> two <image>", images=[URL])
+    assert raw.find_one({"_id": thread.id}) == before
+    assert thread.to_openai() == {"messages": []}
 
 
 # -- editing messages --------------------------------------------------------------------------

@@ -510,7 +510,18 @@ def test_messages_are_stored_without_thread_id() -> None:
 def test_size_bytes_covers_the_encoded_document() -> None:
     doc = _document.thread_to_document(make_state())
     encoded = len(bson.encode(doc))
-    assert encoded <= doc["size_bytes"] <= encoded + ARRAY_ELEMENT_OVERHEAD_BYTES
+    elements = len(doc["messages"]) + len(doc["roles"]) + 1
+    assert encoded <= doc["size_bytes"] <= encoded + ARRAY_ELEMENT_OVERHEAD_BYTES * elements
+
+
+def test_size_bytes_stays_above_the_real_size_after_deleting_created_messages() -> None:
+    state = make_state()
+    doc = _document.thread_to_document(state)
+    size = doc["size_bytes"]
+    while doc["messages"]:
+        size -= _document.element_size(doc["messages"].pop())
+        doc["message_count"] -= 1
+        assert size >= len(bson.encode(doc))
 
 
 def test_element_size_adds_the_array_overhead() -> None:
@@ -837,9 +848,8 @@ def test_placeholder_at_start_gives_image_first() -> None:
 
 
 def test_placeholder_count_mismatch_is_invalid_input() -> None:
-    message = make_message(text="<image> <image>", images=[URL])
-    with pytest.raises(InvalidInputError):
-        message.to_openai()
+    with pytest.raises(InvalidInputError, match="placeholder"):
+        make_message(text="<image> <image>", images=[URL])
 
 
 def test_placeholders_without_images_stay_text() -> None:

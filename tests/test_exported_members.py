@@ -11,6 +11,7 @@ import threadmem_mongo
 EXPECTED = {
     "ConfigurationError",
     "ImageFormatError",
+    "ImageNotFoundError",
     "InvalidInputError",
     "MessageNotFoundError",
     "RoleMessage",

@@ -7,6 +7,7 @@ from threadmem_mongo._thread import RoleThread
 from threadmem_mongo.errors import (
     ConfigurationError,
     ImageFormatError,
+    ImageNotFoundError,
     InvalidInputError,
     MessageNotFoundError,
     StoreUnavailableError,
@@ -19,6 +20,7 @@ from threadmem_mongo.errors import (
 __all__ = [
     "ConfigurationError",
     "ImageFormatError",
+    "ImageNotFoundError",
     "InvalidInputError",
     "MessageNotFoundError",
     "RoleMessage",

@@ -1,5 +1,5 @@
 """The store: the one class that owns the ``threads`` collection and sends what the pure
-core (:mod:`threadmem_mongo._updates`, :mod:`threadmem_mongo._document`) built.
+core (``threadmem_mongo._updates``, ``threadmem_mongo._document``) built.
 
 This file is the source of both twins: ``tools/synchro.py`` turns it into the
 synchronous ``_store.py``. Edit this file, then run ``python tools/synchro.py``.
@@ -85,11 +85,12 @@ class AsyncThreadStore:
     """Reads and writes thread documents in one MongoDB collection.
 
     Apps that hold a pymongo ``AsyncMongoClient`` already can build a store on their own
-    collection and pass it to :class:`~threadmem_mongo.aio.AsyncRoleThread` with
-    ``store=``::
+    collection and pass it to ``AsyncRoleThread`` with ``store=``:
 
-        store = AsyncThreadStore(client["myapp"]["threads"])
-        await store.ensure_indexes()
+    ```python
+    store = AsyncThreadStore(client["myapp"]["threads"])
+    await store.ensure_indexes()
+    ```
 
     Args:
         collection: The collection holding one document per thread.
@@ -180,7 +181,7 @@ class AsyncThreadStore:
         """Return the documents matching ``query`` in creation order.
 
         Args:
-            query: The filter, from :func:`threadmem_mongo._updates.thread_search_filter`.
+            query: The filter, from ``threadmem_mongo._updates.thread_search_filter``.
             newest_first: Newest thread first instead of oldest.
             limit: At most this many.
             last: Load only each thread's last ``last`` messages (0: none).
@@ -235,7 +236,7 @@ class AsyncThreadStore:
 
     async def find_messages(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Document]:
         """Return ``{"_id": thread id, "messages": subdocument}`` for each matching message,
-        from :func:`threadmem_mongo._updates.message_search_pipeline`."""
+        from ``threadmem_mongo._updates.message_search_pipeline``."""
         await self.ensure_indexes()
         with translated_errors():
             cursor = await self._collection.aggregate([dict(stage) for stage in pipeline])
@@ -358,7 +359,7 @@ class AsyncThreadStore:
         *,
         on_same_version: Callable[[], Exception] | None = None,
     ) -> int:
-        """Apply a conditional update built by :mod:`threadmem_mongo._updates`.
+        """Apply a conditional update built by ``threadmem_mongo._updates``.
 
         Args:
             thread_id: The thread to change.
@@ -399,7 +400,7 @@ class AsyncThreadStore:
         """Apply an update that needs no version, such as a new expiry.
 
         Returns:
-            Whether the thread was still at ``known_version`` (see :meth:`append`).
+            Whether the thread was still at ``known_version`` (see ``append``).
 
         Raises:
             ThreadNotFoundError: No such thread.

@@ -1,6 +1,6 @@
 """``AsyncRoleThread`` and, generated from it, ``AsyncRoleThread``: the object API over a store.
 
-Each method validates its input, asks :mod:`threadmem_mongo._updates` for the one update
+Each method validates its input, asks ``threadmem_mongo._updates`` for the one update
 it needs, sends it through the store, and applies the same change to the local state.
 
 This file is the source of both twins: ``tools/synchro.py`` turns it into the
@@ -28,13 +28,14 @@ from threadmem_mongo._events import (
     owner_pipeline,
     thread_pipeline,
 )
-from threadmem_mongo._images import ImageInput, is_blob_ref, normalize_images
+from threadmem_mongo._images import IMAGE_PLACEHOLDER, ImageInput, is_blob_ref, normalize_images
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo._models import RoleMessage, V1Role, V1RoleThread, new_id
 from threadmem_mongo._openai import message_fields_from_openai
 from threadmem_mongo.errors import (
     InvalidInputError,
     MessageNotFoundError,
+    StoreUnavailableError,
     ThreadNotFoundError,
     ThreadTooLargeError,
     VersionConflictError,
@@ -45,7 +46,7 @@ T = TypeVar("T")
 # Replaced by True in the generated synchronous twin.
 _IS_SYNC = False
 
-#: How often :meth:`AsyncRoleThread.apply` re-reads and retries before giving up.
+#: How often ``AsyncRoleThread.apply`` re-reads and retries before giving up.
 DEFAULT_APPLY_ATTEMPTS = 5
 
 
@@ -133,9 +134,9 @@ class AsyncRoleThread:
     Creating one stores it at once: ``RoleThread(...)`` in the sync API, or the awaited
     ``aio.AsyncRoleThread.create(...)`` in the async API. Every later change is one atomic
     MongoDB update: posts are appends that never conflict; changes based on what this
-    object read (:meth:`save`, roles, :meth:`update_message`, :meth:`delete_message`,
-    :meth:`remove_images`) land only if nobody changed the thread since, else they raise
-    :class:`~threadmem_mongo.errors.VersionConflictError` and write nothing.
+    object read (``save``, roles, ``update_message``, ``delete_message``,
+    ``remove_images``) land only if nobody changed the thread since, else they raise
+    ``threadmem_mongo.errors.VersionConflictError`` and write nothing.
 
     One object may be shared by the threads (or tasks) of one process; each process or
     worker may also hold its own object for the same thread id.
@@ -147,7 +148,7 @@ class AsyncRoleThread:
         metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
         role_mapping: Roles of the thread, by name.
         ttl: Delete the thread this long after creation (or after the last
-            :meth:`touch`); the server's TTL index does it.
+            ``touch``); the server's TTL index does it.
         expires_at: Delete the thread at this (timezone-aware) time.
         store: The store to use; the configured default if omitted.
 
@@ -251,7 +252,7 @@ class AsyncRoleThread:
 
     @property
     def public(self) -> bool:
-        """Whether the thread is public. Settable; :meth:`save` persists it."""
+        """Whether the thread is public. Settable; ``save`` persists it."""
         return self._state.public
 
     @public.setter
@@ -260,7 +261,7 @@ class AsyncRoleThread:
 
     @property
     def name(self) -> str | None:
-        """The display name. Settable; :meth:`save` persists it."""
+        """The display name. Settable; ``save`` persists it."""
         return self._state.name
 
     @name.setter
@@ -269,7 +270,7 @@ class AsyncRoleThread:
 
     @property
     def metadata(self) -> dict[str, Any] | None:
-        """Free-form data. Settable, or edit the dict in place; :meth:`save` persists it."""
+        """Free-form data. Settable, or edit the dict in place; ``save`` persists it."""
         return self._state.metadata
 
     @metadata.setter
@@ -278,7 +279,7 @@ class AsyncRoleThread:
 
     @property
     def role_mapping(self) -> dict[str, V1Role]:
-        """The thread's roles by name (a copy: change roles with :meth:`add_role`)."""
+        """The thread's roles by name (a copy: change roles with ``add_role``)."""
         return dict(self._state.roles)
 
     @property
@@ -313,7 +314,7 @@ class AsyncRoleThread:
 
     @property
     def ttl(self) -> datetime.timedelta | None:
-        """The time to live :meth:`touch` extends the expiry by, if one was set."""
+        """The time to live ``touch`` extends the expiry by, if one was set."""
         return None if self._state.ttl is None else datetime.timedelta(seconds=self._state.ttl)
 
     @property
@@ -362,8 +363,8 @@ class AsyncRoleThread:
             InvalidInputError: Bad role, text, image or metadata; nothing was written.
             ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
             ThreadNotFoundError: The thread was deleted.
-            StoreUnavailableError: The server could not be reached. Retrying with
-                ``add_msg(message)`` of the same message cannot duplicate it.
+            StoreUnavailableError: The server could not be reached. The message is
+                ``exc.unsent``; ``add_msg(exc.unsent)`` retries it, and cannot duplicate it.
         """
         _validation.check_role(role)
         message = RoleMessage(
@@ -409,6 +410,11 @@ class AsyncRoleThread:
                 appended, in_sequence = await self._store.append(
                     self.id, doc, size, now, self._state.version, self._state.size_bytes
                 )
+            except StoreUnavailableError as exc:
+                # The append may have landed: keep the blobs, and hand the message back
+                # for a retry, which lands once.
+                exc.unsent = message
+                raise
             except BaseException:
                 await self._store.discard_blobs(written)
                 raise
@@ -555,7 +561,7 @@ class AsyncRoleThread:
             changed: dict[int, RoleMessage] = {}
             for index, message in enumerate(self._state.messages):
                 if message.role == "user" and message.images:
-                    text = message.text.replace("<image>", "").strip() or "[image removed]"
+                    text = message.text.replace(IMAGE_PLACEHOLDER, "").strip() or "[image removed]"
                     changed[index] = message.model_copy(update={"images": [], "text": text})
             if not changed:
                 return
@@ -670,13 +676,15 @@ class AsyncRoleThread:
 
         ``change`` should make its edits and write them (``save()``, ``update_message``,
         ...); it may run more than once, each time on fresh state, so it must not have
-        other side effects::
+        other side effects:
 
-            def rename(thread):
-                thread.name = "Renamed"
-                thread.save()
+        ```python
+        def rename(thread):
+            thread.name = "Renamed"
+            thread.save()
 
-            thread.apply(rename)
+        thread.apply(rename)
+        ```
 
         Returns:
             What ``change`` returned on the attempt that committed.
@@ -753,7 +761,12 @@ class AsyncRoleThread:
         """Return a new, stored thread with this one's fields, roles and messages.
 
         The copy has a new id, and its messages have new ids, so ``RoleMessage.find(id=...)``
-        stays unambiguous.
+        stays unambiguous. Images in GridFS are shared, not duplicated: deleting either
+        thread leaves the other's images in place. A thread with a ``ttl`` gives the copy
+        the same ``ttl`` from now; one with only ``expires_at`` gives it that date.
+
+        Returns:
+            The new thread, at version 0.
         """
         if self._state.offset:
             async with self._lock:
@@ -768,6 +781,8 @@ class AsyncRoleThread:
             self.role_mapping,
             messages,
             thread_id,
+            ttl=self.ttl,
+            expires_at=None if self.ttl is not None else self.expires_at,
         )
         return await AsyncRoleThread._create(state, self._store)
 
@@ -780,7 +795,7 @@ class AsyncRoleThread:
         """Load one thread by id, whole or with only its last ``last`` messages.
 
         A thread loaded with ``last=N`` costs the same to load whatever its length; it
-        can be posted to and edited like a whole one, and :meth:`history` pages back.
+        can be posted to and edited like a whole one, and ``history`` pages back.
 
         Raises:
             ThreadNotFoundError: No such thread.
@@ -835,7 +850,7 @@ class AsyncRoleThread:
         cls, *, store: AsyncThreadStore | None = None, **filters: object
     ) -> list[RoleMessage]:
         """Find messages across all threads by equality on ``id``, ``role``,
-        ``thread_id`` and ``text``; see :meth:`RoleMessage.find`.
+        ``thread_id`` and ``text``; see ``RoleMessage.find``.
 
         Raises:
             InvalidInputError: An unknown field, or a value that is not a scalar.
@@ -869,10 +884,10 @@ class AsyncRoleThread:
         thread's deletion (``thread_deleted``) too. Uses a MongoDB change stream: a
         replica set (one node is enough) or a sharded cluster is needed. The stream is
         reopened after a dropped connection or a server restart without missing or
-        repeating events. Iterate with ``for`` in the sync API and ``async for`` in the
-        async API; stopping the loop (``break``, task cancellation) closes the stream.
+        repeating events. Stopping the loop over it (``break``, an exception, task
+        cancellation) closes the stream.
 
-        This object's own state is not changed by the events; call :meth:`refresh`.
+        This object's own state is not changed by the events; call ``refresh``.
 
         Args:
             after_message: First yield the messages posted after this message id, then
@@ -925,7 +940,7 @@ class AsyncRoleThread:
     ) -> AsyncIterator[ThreadEvent]:
         """Yield what happens to every thread of ``owner_id`` (or to every thread).
 
-        For a bot that serves many threads; events are those of :meth:`watch`. Deletions
+        For a bot that serves many threads; events are those of ``watch``. Deletions
         are reported only when no ``owner_id`` is given, since a deleted document no
         longer says whose it was.
 

@@ -15,7 +15,7 @@ from pymongo.database import Database
 
 from threadmem_mongo._driver import translated_errors
 from threadmem_mongo._images import join_data_uri
-from threadmem_mongo.errors import ImageFormatError
+from threadmem_mongo.errors import ImageNotFoundError
 
 DEFAULT_BUCKET = "threadmem_images"
 CHUNK_SIZE = 255 * 1024
@@ -27,7 +27,7 @@ def _object_id(blob_id: str) -> ObjectId:
     try:
         return ObjectId(blob_id)
     except (InvalidId, TypeError) as exc:
-        raise ImageFormatError(f"{blob_id!r} is not a stored image id") from exc
+        raise ImageNotFoundError(blob_id, "is not a stored image id") from exc
 
 
 class BlobStore:
@@ -79,7 +79,7 @@ class BlobStore:
         """Return the data URI of a stored image, as it was posted.
 
         Raises:
-            ImageFormatError: No such image (it was deleted, or never stored).
+            ImageNotFoundError: No such image (it was deleted, or never stored).
         """
         prefix, data = self.read(blob_id)
         return join_data_uri(prefix, data)
@@ -88,17 +88,17 @@ class BlobStore:
         """Return ``(data URI prefix, bytes)`` of a stored image.
 
         Raises:
-            ImageFormatError: No such image.
+            ImageNotFoundError: No such image, or its chunks are incomplete.
         """
         file_id = _object_id(blob_id)
         with translated_errors():
             meta = self._files.find_one({"_id": file_id})
             if meta is None:
-                raise ImageFormatError(f"stored image {blob_id!r} does not exist")
+                raise ImageNotFoundError(blob_id)
             cursor = self._chunks.find({"files_id": file_id}).sort("n", ASCENDING)
             data = b"".join([bytes(chunk["data"]) for chunk in cursor])
         if len(data) != meta["length"]:
-            raise ImageFormatError(f"stored image {blob_id!r} is incomplete")
+            raise ImageNotFoundError(blob_id, "is incomplete")
         return str(meta["metadata"]["prefix"]), data
 
     def delete(self, blob_ids: Iterable[str]) -> None:

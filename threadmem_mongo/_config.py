@@ -2,7 +2,7 @@
 
 Nothing connects at import time. The default store is built on first use from, in order:
 ``configure(client=...)``, ``configure(uri=...)``, ``THREADMEM_MONGODB_URI``,
-``MONGODB_URI``, and else the embedded local store (:mod:`threadmem_mongo._embedded`),
+``MONGODB_URI``, and else the embedded local store (``threadmem_mongo._embedded``),
 which needs the ``embedded`` extra. The database is ``configure(database=...)``, else
 ``THREADMEM_DATABASE``, else the URI's default database, else ``threadmem``.
 """
@@ -57,11 +57,12 @@ def configure(
         client: A ``MongoClient`` your app already has; its pool is used as it is.
         database: The database name; overrides ``THREADMEM_DATABASE``.
         timeout: Seconds to wait for the server before raising
-            :class:`~threadmem_mongo.errors.StoreUnavailableError` (default 5, or
+            ``threadmem_mongo.errors.StoreUnavailableError`` (default 5, or
             ``THREADMEM_TIMEOUT``). Ignored when you pass ``client``.
 
     Raises:
-        ConfigurationError: Both ``uri`` and ``client`` are given, or a value is invalid.
+        ConfigurationError: Both ``uri`` and ``client`` are given, or ``timeout`` is not
+            a positive number. A malformed URI is reported at first use.
     """
     global _default
     if uri is not None and client is not None:
@@ -96,10 +97,10 @@ def configure_async(
     *,
     timeout: float | None = None,
 ) -> None:
-    """Choose the MongoDB of :mod:`threadmem_mongo.aio`; see :func:`configure`.
+    """Choose the MongoDB of ``threadmem_mongo.aio``; see ``configure``.
 
     Without ``uri`` or ``client``, the async API uses the ``uri`` given to
-    :func:`configure`, then the same environment variables and embedded store as the
+    ``configure``, then the same environment variables and embedded store as the
     sync API.
     """
     global _async_default
@@ -116,7 +117,7 @@ def configure_async(
 
 
 def async_default_store() -> AsyncThreadStore:
-    """Return the store of :mod:`threadmem_mongo.aio` when no ``store=`` is passed.
+    """Return the store of ``threadmem_mongo.aio`` when no ``store=`` is passed.
 
     Building it does not connect; with nothing configured it may start the embedded
     store, which blocks once, briefly.

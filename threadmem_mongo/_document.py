@@ -1,29 +1,31 @@
 """Where a thread becomes a MongoDB document, and a document becomes a thread. Pure.
 
-One document per thread, in collection ``threads``::
+One document per thread, in collection ``threads``:
 
-    {
-      "_id": "0b6f6c1e-...",              # the thread id (uuid4 string)
-      "owner_id": "random123",
-      "public": true,
-      "name": "My thread",
-      "metadata": {"purpose": "demo"},
-      "roles": [                           # the role list; names are data, never field paths
-        {"name": "assistant", "user_id": "bot-1", "user_name": "Bot", "icon": "...",
-         "description": null}
-      ],
-      "messages": [                        # embedded, in posting order
-        {"id": "5d0c...", "role": "user", "text": "Hey there!", "images": [],
-         "private": false, "created": 1712140700.12, "metadata": null}
-      ],
-      "message_count": 1,                  # all messages, also when a page is loaded
-      "size_bytes": 412,                   # estimated BSON size, kept by every update
-      "version": 1,                        # +1 with every change that lands
-      "created": 1712140700.11,
-      "updated": 1712140700.12,
-      "expires_at": null,                  # a date: the TTL index deletes the thread then
-      "ttl": null                          # seconds touch() extends the expiry by
-    }
+```text
+{
+  "_id": "0b6f6c1e-...",              # the thread id (uuid4 string)
+  "owner_id": "random123",
+  "public": true,
+  "name": "My thread",
+  "metadata": {"purpose": "demo"},
+  "roles": [                           # the role list; names are data, never field paths
+    {"name": "assistant", "user_id": "bot-1", "user_name": "Bot", "icon": "...",
+     "description": null}
+  ],
+  "messages": [                        # embedded, in posting order
+    {"id": "5d0c...", "role": "user", "text": "Hey there!", "images": [],
+     "private": false, "created": 1712140700.12, "metadata": null}
+  ],
+  "message_count": 1,                  # all messages, also when a page is loaded
+  "size_bytes": 412,                   # estimated BSON size, kept by every update
+  "version": 1,                        # +1 with every change that lands
+  "created": 1712140700.11,
+  "updated": 1712140700.12,
+  "expires_at": null,                  # a date: the TTL index deletes the thread then
+  "ttl": null                          # seconds touch() extends the expiry by
+}
+```
 
 Messages do not store ``thread_id``: it is the document's ``_id``. An image stored in
 GridFS appears in ``images`` as ``gridfs:<file id>``, and the message lists those file
@@ -164,8 +166,11 @@ def thread_to_document(state: ThreadState) -> dict[str, Any]:
         "expires_at": state.expires_at,
         "ttl": state.ttl,
     }
-    # The size field holds an int64 placeholder so its own width is counted.
-    doc["size_bytes"] = len(bson.encode(doc)) + ARRAY_ELEMENT_OVERHEAD_BYTES
+    # Each element is counted as element_size() counts it, so removing one later never
+    # takes the estimate below the real size; the extra one covers size_bytes growing
+    # from an int32 to an int64.
+    elements = len(doc["messages"]) + len(doc["roles"]) + 1
+    doc["size_bytes"] = len(bson.encode(doc)) + ARRAY_ELEMENT_OVERHEAD_BYTES * elements
     return doc
 
 

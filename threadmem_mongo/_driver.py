@@ -13,6 +13,7 @@ from pymongo import errors as mongo_errors
 
 from threadmem_mongo._limits import MAX_DOCUMENT_BYTES
 from threadmem_mongo.errors import (
+    ConfigurationError,
     StoreUnavailableError,
     ThreadMemError,
     ThreadTooLargeError,
@@ -24,7 +25,7 @@ _TOO_LARGE_CODES = frozenset({10334, 17419, 17420, 13548})
 
 @contextmanager
 def translated_errors(thread_id: str | None = None) -> Iterator[None]:
-    """Run the block, raising driver errors as :class:`ThreadMemError` subclasses."""
+    """Run the block, raising driver errors as ``ThreadMemError`` subclasses."""
     try:
         yield
     except ThreadMemError:
@@ -36,6 +37,12 @@ def translated_errors(thread_id: str | None = None) -> Iterator[None]:
             f"MongoDB did not answer: {type(exc).__name__}; check that the server is running "
             "and reachable, or raise the timeout with configure(timeout=...). A post that "
             "failed this way is safe to retry with the same message"
+        ) from exc
+    except mongo_errors.InvalidOperation as exc:
+        # Raised by a client that was closed, e.g. by a later configure() call.
+        raise ConfigurationError(
+            f"the MongoDB client of this store cannot be used: {exc}; objects made before "
+            "configure() was called again keep the old client: load them again"
         ) from exc
     except mongo_errors.DocumentTooLarge as exc:
         # pymongo refuses an oversized command before sending it; a bson error, not a

@@ -3,7 +3,7 @@
 A thread's updates describe themselves: an append shows up as a new ``messages.<n>``
 entry (or, for some servers and the first message, as the whole array, whose last
 element is the new message), and edits and deletions of messages carry ``last_change``
-(set by :mod:`threadmem_mongo._updates` in the same atomic update) naming the message
+(set by ``threadmem_mongo._updates`` in the same atomic update) naming the message
 ids and the version made, so a watcher never has to guess from array positions.
 """
 

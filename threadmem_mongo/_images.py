@@ -3,7 +3,7 @@
 Accepted: ``http(s)://`` URLs (kept as they are), ``data:`` URIs with a base64 payload
 (kept as they are), paths to local files (read and stored as data URIs), raw ``bytes`` of
 an image file, and PIL images (with the ``images`` extra installed). Anything else raises
-:class:`~threadmem_mongo.errors.ImageFormatError`. Pure apart from reading the named files.
+``threadmem_mongo.errors.ImageFormatError``. Pure apart from reading the named files.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from threadmem_mongo.errors import ImageFormatError
 
 ImageInput = str | os.PathLike[str] | bytes | object
-"""Anything :func:`normalize_images` accepts: URL, data URI, path, bytes or a PIL image."""
+"""Anything ``normalize_images`` accepts: URL, data URI, path, bytes or a PIL image."""
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w.+-]+=[\w.+-]+)*;base64,")
 
@@ -50,7 +50,7 @@ def normalize_images(images: Iterable[ImageInput] | None) -> list[str]:
 
 
 def normalize_image(image: ImageInput, index: int = 0) -> str:
-    """Return the stored form of one image; see :func:`normalize_images`."""
+    """Return the stored form of one image; see ``normalize_images``."""
     if isinstance(image, str):
         if image.startswith(("http://", "https://")):
             return image
@@ -60,12 +60,31 @@ def normalize_image(image: ImageInput, index: int = 0) -> str:
     if isinstance(image, os.PathLike):
         return _file_to_data_uri(Path(image), index)
     if isinstance(image, (bytes, bytearray)):
-        return bytes_to_data_uri(bytes(image), _sniff_mime(bytes(image)) or "image/png")
+        mime = _sniff_mime(bytes(image))
+        if mime is None:
+            raise ImageFormatError(
+                f"images[{index}] bytes are not a PNG, JPEG, GIF, BMP or WebP image"
+            )
+        return bytes_to_data_uri(bytes(image), mime)
     if type(image).__module__.startswith("PIL."):
         return _pil_to_data_uri(image)
     raise ImageFormatError(
         f"images[{index}] is a {type(image).__name__}; expected an http(s) URL, a data URI, "
         "a path to an image file, bytes, or a PIL image"
+    )
+
+
+def check_stored_image(image: object, index: int = 0) -> str:
+    """Return ``image`` if a message may store it as it is: an http(s) URL, a data URI,
+    or a GridFS reference; else raise ``ImageFormatError``."""
+    if isinstance(image, str):
+        if image.startswith(("http://", "https://")) or is_blob_ref(image):
+            return image
+        if image.startswith("data:"):
+            return _checked_data_uri(image, index)
+    raise ImageFormatError(
+        f"images[{index}] of a message must be an http(s) URL or a data URI, got "
+        f"{str(image)[:60]!r}; RoleThread.post() also takes files, bytes and PIL images"
     )
 
 
@@ -129,6 +148,9 @@ def _pil_to_data_uri(image: Any) -> str:
     image.save(buffer, format="PNG")
     return bytes_to_data_uri(buffer.getvalue(), "image/png")
 
+
+#: In a message's text, each ``<image>`` stands where the next image goes in ``to_openai()``.
+IMAGE_PLACEHOLDER = "<image>"
 
 #: Images stored in GridFS appear in a stored message as ``gridfs:<file id>``.
 BLOB_REF_PREFIX = "gridfs:"

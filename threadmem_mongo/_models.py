@@ -1,6 +1,6 @@
 """Pydantic models: the message users handle, and the V1 exchange schemas.
 
-:class:`RoleMessage` is what ``thread.messages()`` returns. The ``V1*`` schemas are the
+``RoleMessage`` is what ``thread.messages()`` returns. The ``V1*`` schemas are the
 wire format of the original SQL-backed threadmem, kept so that ``to_v1()`` / ``from_v1()``
 exchange threads with it and with HTTP APIs built on it.
 """
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from threadmem_mongo import _validation
+from threadmem_mongo._images import IMAGE_PLACEHOLDER, check_stored_image
 from threadmem_mongo.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -124,6 +125,15 @@ class RoleMessage(BaseModel):
         _validation.check_role(self.role)
         _validation.check_text(self.text, has_images=bool(self.images))
         _validation.check_metadata(self.metadata)
+        for index, image in enumerate(self.images):
+            check_stored_image(image, index)
+        placeholders = self.text.count(IMAGE_PLACEHOLDER)
+        if self.images and placeholders not in (0, len(self.images)):
+            raise InvalidInputError(
+                f"the text has {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) but the "
+                f"message has {len(self.images)} image(s); use one placeholder per image, "
+                "or none"
+            )
 
     def to_openai(self) -> dict[str, Any]:
         """Return the message in OpenAI chat format.

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from threadmem_mongo._images import IMAGE_PLACEHOLDER
 from threadmem_mongo._models import RoleMessage
 from threadmem_mongo.errors import InvalidInputError
 
-IMAGE_PLACEHOLDER = "<image>"
-
 
 def message_to_openai(message: RoleMessage) -> dict[str, Any]:
-    """Return ``message`` as an OpenAI chat message; see :meth:`RoleMessage.to_openai`."""
+    """Return ``message`` as an OpenAI chat message; see ``RoleMessage.to_openai``."""
     if not message.images:
         return {"role": message.role, "content": message.text}
     pieces = message.text.split(IMAGE_PLACEHOLDER)

@@ -81,12 +81,13 @@ TTL_INDEX: tuple[str, list[tuple[str, int]]] = ("expires_at", [("expires_at", AS
 class ThreadStore:
     """Reads and writes thread documents in one MongoDB collection.
 
-    Apps that hold a pymongo ``AsyncMongoClient`` already can build a store on their own
-    collection and pass it to :class:`~threadmem_mongo.aio.AsyncRoleThread` with
-    ``store=``::
+    Apps that hold a pymongo ``MongoClient`` already can build a store on their own
+    collection and pass it to ``RoleThread`` with ``store=``:
 
-        store = ThreadStore(client["myapp"]["threads"])
-        store.ensure_indexes()
+    ```python
+    store = ThreadStore(client["myapp"]["threads"])
+    store.ensure_indexes()
+    ```
 
     Args:
         collection: The collection holding one document per thread.
@@ -177,7 +178,7 @@ class ThreadStore:
         """Return the documents matching ``query`` in creation order.
 
         Args:
-            query: The filter, from :func:`threadmem_mongo._updates.thread_search_filter`.
+            query: The filter, from ``threadmem_mongo._updates.thread_search_filter``.
             newest_first: Newest thread first instead of oldest.
             limit: At most this many.
             last: Load only each thread's last ``last`` messages (0: none).
@@ -232,7 +233,7 @@ class ThreadStore:
 
     def find_messages(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Document]:
         """Return ``{"_id": thread id, "messages": subdocument}`` for each matching message,
-        from :func:`threadmem_mongo._updates.message_search_pipeline`."""
+        from ``threadmem_mongo._updates.message_search_pipeline``."""
         self.ensure_indexes()
         with translated_errors():
             cursor = self._collection.aggregate([dict(stage) for stage in pipeline])
@@ -355,7 +356,7 @@ class ThreadStore:
         *,
         on_same_version: Callable[[], Exception] | None = None,
     ) -> int:
-        """Apply a conditional update built by :mod:`threadmem_mongo._updates`.
+        """Apply a conditional update built by ``threadmem_mongo._updates``.
 
         Args:
             thread_id: The thread to change.
@@ -396,7 +397,7 @@ class ThreadStore:
         """Apply an update that needs no version, such as a new expiry.
 
         Returns:
-            Whether the thread was still at ``known_version`` (see :meth:`append`).
+            Whether the thread was still at ``known_version`` (see ``append``).
 
         Raises:
             ThreadNotFoundError: No such thread.

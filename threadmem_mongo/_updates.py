@@ -2,7 +2,7 @@
 
 Two kinds of write exist:
 
-* **Appends** (:func:`append_message`) need no version: ``$push`` is atomic and appends
+* **Appends** (``append_message``) need no version: ``$push`` is atomic and appends
   commute. The filter excludes a message with the same id, so a retried post lands once,
   and checks the size budget, so concurrent appends cannot push past it together.
 * **Conditional changes** (everything else) carry ``{"_id": id, "version": v}`` in the

@@ -1,6 +1,6 @@
 """Input checks shared by every entry point. Pure: no I/O.
 
-Each check raises :class:`~threadmem_mongo.errors.InvalidInputError` with a message that
+Each check raises ``threadmem_mongo.errors.InvalidInputError`` with a message that
 names the argument and says what is accepted, before anything is sent to the server.
 """
 

@@ -2,13 +2,15 @@
 
 Built on pymongo's native ``AsyncMongoClient``; it reads and writes the same documents
 with the same version semantics and errors, so a thread written by one API reads back
-identically through the other::
+identically through the other:
 
-    from threadmem_mongo.aio import AsyncRoleThread, configure
+```python
+from threadmem_mongo.aio import AsyncRoleThread, configure
 
-    configure(uri="mongodb://localhost:27017")
-    thread = await AsyncRoleThread.create(owner_id="bot-1", name="support")
-    await thread.post(role="user", msg="Hey there!")
+configure(uri="mongodb://localhost:27017")
+thread = await AsyncRoleThread.create(owner_id="bot-1", name="support")
+await thread.post(role="user", msg="Hey there!")
+```
 """
 
 from threadmem_mongo._async_store import AsyncThreadStore

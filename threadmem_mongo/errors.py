@@ -1,17 +1,20 @@
 """Exceptions raised by threadmem-mongo.
 
-Every exception the library raises on purpose derives from :class:`ThreadMemError`,
-so ``except ThreadMemError`` catches them all::
+Every exception the library raises on purpose derives from ``ThreadMemError``,
+so ``except ThreadMemError`` catches them all:
 
-    ThreadMemError
-    ├── ThreadNotFoundError        the thread id is not in the store
-    ├── MessageNotFoundError       the message id is not in the thread (also a LookupError)
-    ├── VersionConflictError       someone changed the thread since this object read it
-    ├── InvalidInputError          bad argument; nothing was written (also a ValueError)
-    │   └── ImageFormatError       an image is none of the accepted kinds, or unreadable
-    ├── ThreadTooLargeError        the change would push the document past MongoDB's 16 MB
-    ├── StoreUnavailableError      the server cannot be reached, or timed out
-    └── ConfigurationError         no store is configured, or the configuration is wrong
+```text
+ThreadMemError
+├── ThreadNotFoundError        the thread id is not in the store
+├── MessageNotFoundError       the message id is not in the thread (also a LookupError)
+├── ImageNotFoundError         a stored image is gone from GridFS (also a LookupError)
+├── VersionConflictError       someone changed the thread since this object read it
+├── InvalidInputError          bad argument; nothing was written (also a ValueError)
+│   └── ImageFormatError       an image is none of the accepted kinds, or unreadable
+├── ThreadTooLargeError        the change would push the document past MongoDB's 16 MB
+├── StoreUnavailableError      the server cannot be reached, or timed out
+└── ConfigurationError         no store is configured, or the configuration is wrong
+```
 
 Driver errors are translated into this tree in one place, ``threadmem_mongo._driver``,
 and the original error is kept as ``__cause__``.
@@ -19,9 +22,12 @@ and the original error is kept as ``__cause__``.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigurationError",
     "ImageFormatError",
+    "ImageNotFoundError",
     "InvalidInputError",
     "MessageNotFoundError",
     "StoreUnavailableError",
@@ -65,6 +71,22 @@ class MessageNotFoundError(ThreadMemError, LookupError):
         super().__init__(
             f"message {message_id!r} is not in thread {thread_id!r}; call refresh() if "
             "another process may have posted or deleted it"
+        )
+
+
+class ImageNotFoundError(ThreadMemError, LookupError):
+    """A message refers to an image in GridFS that is not there (deleted by hand, or
+    left incomplete).
+
+    Attributes:
+        blob_id: The GridFS file id.
+    """
+
+    def __init__(self, blob_id: str, detail: str = "does not exist") -> None:
+        self.blob_id = blob_id
+        super().__init__(
+            f"stored image {blob_id!r} {detail}; read the message with "
+            "messages(resolve_images=False) to see its references"
         )
 
 
@@ -125,8 +147,14 @@ class StoreUnavailableError(ThreadMemError):
     """The MongoDB server could not be reached or did not answer in time.
 
     The change may or may not have been applied if the error came after the request
-    was sent; posts are safe to retry with the same message (they land once).
+    was sent. A post is safe to retry with the same message, which lands once:
+    ``thread.add_msg(exc.unsent)``.
+
+    Attributes:
+        unsent: For a failed post, the message it tried to append (else None).
     """
+
+    unsent: Any = None
 
 
 class ConfigurationError(ThreadMemError):

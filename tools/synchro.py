@@ -29,6 +29,7 @@ MODULES = {
 #: Whole-word replacements, applied in order after the keyword removals.
 NAMES = {
     "AsyncRoleThread": "RoleThread",
+    "AsyncMongoClient": "MongoClient",
     "AsyncThreadStore": "ThreadStore",
     "AsyncCollection": "Collection",
     "AsyncDatabase": "Database",
