@@ -575,6 +575,8 @@ class AsyncRoleThread:
                 [new.id for new in changed.values()],
                 delta,
                 time.time(),
+                # The references go with the images, so the blobs can be released.
+                unset=["blobs"],
             )
             await self._commit(built)
             dropped = [self._state.messages[index] for index in changed]

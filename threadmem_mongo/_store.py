@@ -481,10 +481,11 @@ class ThreadStore:
                 time.sleep(RECONNECT_PAUSE)
                 continue
             failing_since = None
-            if not opened:
-                opened = True
-                yield None
             with stream:
+                if not opened:
+                    # Inside the with: a consumer that stops here still closes the cursor.
+                    opened = True
+                    yield None
                 while True:
                     try:
                         change = stream.try_next()
@@ -506,6 +507,11 @@ class ThreadStore:
         full_document: str | None,
         wait_ms: int,
     ) -> ChangeStream[Document]:
+        if type(self._collection).__module__.startswith("mongomock"):
+            raise ConfigurationError(
+                "this store (mongomock) has no change streams; watch() needs MongoDB running "
+                "as a replica set or sharded cluster"
+            )
         try:
             return self._collection.watch(
                 [dict(stage) for stage in pipeline],
@@ -513,11 +519,6 @@ class ThreadStore:
                 full_document=full_document,
                 max_await_time_ms=wait_ms,
             )
-        except NotImplementedError as exc:
-            raise ConfigurationError(
-                "this store (mongomock) has no change streams; watch() needs MongoDB running "
-                "as a replica set or sharded cluster"
-            ) from exc
         except OperationFailure as exc:
             if exc.code in NO_CHANGE_STREAM_CODES:
                 raise ConfigurationError(

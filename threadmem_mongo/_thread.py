@@ -566,6 +566,8 @@ class RoleThread:
                 [new.id for new in changed.values()],
                 delta,
                 time.time(),
+                # The references go with the images, so the blobs can be released.
+                unset=["blobs"],
             )
             self._commit(built)
             dropped = [self._state.messages[index] for index in changed]

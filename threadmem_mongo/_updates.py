@@ -281,16 +281,21 @@ def edit_messages_at(
     message_ids: Iterable[str],
     size_delta: int,
     now: float,
+    unset: Iterable[str] = (),
 ) -> tuple[Filter, Update]:
     """Set fields on several messages by position if still at ``version``.
 
-    Positions are safe because the version pins the array the caller read.
+    Positions are safe because the version pins the array the caller read. The fields
+    named in ``unset`` are removed from each of those messages.
     """
     update = _stamp(now, size_delta=size_delta)
     update["$set"]["last_change"] = _last_change("message_updated", message_ids, version)
+    removed = list(unset)
     for index, changes in changes_by_index.items():
         for key, value in changes.items():
             update["$set"][f"messages.{index}.{key}"] = value
+        for key in removed:
+            update.setdefault("$unset", {})[f"messages.{index}.{key}"] = ""
     return at_version(thread_id, version), update
 
 
