@@ -479,10 +479,16 @@ class AsyncRoleThread:
         docs = await self._store.history(self.id, before, limit)
         return [await self._resolve(_document.message_from_document(doc, self.id)) for doc in docs]
 
-    def _find_message(self, message_id: str) -> tuple[int, RoleMessage]:
+    async def _find_message(self, message_id: str) -> tuple[int | None, RoleMessage]:
+        """Return the message's index among the loaded ones (None if it is before the
+        loaded page, then read on its own) and the message."""
         for index, message in enumerate(self._state.messages):
             if message.id == message_id:
                 return index, message
+        if self._state.offset:
+            doc = await self._store.message(self.id, message_id)
+            if doc is not None:
+                return None, _document.message_from_document(doc, self.id)
         raise MessageNotFoundError(self.id, message_id)
 
     async def update_message(
@@ -513,7 +519,7 @@ class AsyncRoleThread:
         if not changes:
             raise InvalidInputError("update_message() needs text, metadata or private")
         async with self._lock:
-            index, old = self._find_message(message_id)
+            index, old = await self._find_message(message_id)
             if "text" in changes:
                 _validation.check_text(changes["text"], has_images=bool(old.images))
             new = old.model_copy(update=changes)
@@ -524,7 +530,8 @@ class AsyncRoleThread:
             await self._commit(
                 built, on_same_version=lambda: MessageNotFoundError(self.id, message_id)
             )
-            self._state.messages[index] = new
+            if index is not None:
+                self._state.messages[index] = new
             return new
 
     async def delete_message(self, message_id: str) -> None:
@@ -535,13 +542,14 @@ class AsyncRoleThread:
             VersionConflictError: The thread changed since this object read it.
         """
         async with self._lock:
-            index, old = self._find_message(message_id)
+            index, old = await self._find_message(message_id)
             size = _document.element_size(_document.message_to_document(old))
             built = _updates.delete_message(self.id, self.version, message_id, size, time.time())
             await self._commit(
                 built, on_same_version=lambda: MessageNotFoundError(self.id, message_id)
             )
-            del self._state.messages[index]
+            if index is not None:
+                del self._state.messages[index]
             self._state.message_count -= 1
         await self._store.release_blobs(_updates.blob_ids_of([_document.message_to_document(old)]))
 

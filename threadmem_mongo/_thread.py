@@ -474,10 +474,16 @@ class RoleThread:
         docs = self._store.history(self.id, before, limit)
         return [self._resolve(_document.message_from_document(doc, self.id)) for doc in docs]
 
-    def _find_message(self, message_id: str) -> tuple[int, RoleMessage]:
+    def _find_message(self, message_id: str) -> tuple[int | None, RoleMessage]:
+        """Return the message's index among the loaded ones (None if it is before the
+        loaded page, then read on its own) and the message."""
         for index, message in enumerate(self._state.messages):
             if message.id == message_id:
                 return index, message
+        if self._state.offset:
+            doc = self._store.message(self.id, message_id)
+            if doc is not None:
+                return None, _document.message_from_document(doc, self.id)
         raise MessageNotFoundError(self.id, message_id)
 
     def update_message(
@@ -517,7 +523,8 @@ class RoleThread:
                 self.id, self.version, message_id, changes, delta, time.time()
             )
             self._commit(built, on_same_version=lambda: MessageNotFoundError(self.id, message_id))
-            self._state.messages[index] = new
+            if index is not None:
+                self._state.messages[index] = new
             return new
 
     def delete_message(self, message_id: str) -> None:
@@ -532,7 +539,8 @@ class RoleThread:
             size = _document.element_size(_document.message_to_document(old))
             built = _updates.delete_message(self.id, self.version, message_id, size, time.time())
             self._commit(built, on_same_version=lambda: MessageNotFoundError(self.id, message_id))
-            del self._state.messages[index]
+            if index is not None:
+                del self._state.messages[index]
             self._state.message_count -= 1
         self._store.release_blobs(_updates.blob_ids_of([_document.message_to_document(old)]))
 
