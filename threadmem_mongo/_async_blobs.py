@@ -42,6 +42,10 @@ def _object_id(blob_id: str) -> ObjectId:
 class AsyncBlobStore:
     """Reads and writes image blobs in one GridFS bucket.
 
+    A store's bucket is its ``AsyncThreadStore.blobs``. An app that serves images itself
+    (after ``messages(resolve_images=False)``) reads them there by the id in each
+    ``gridfs:<id>`` reference.
+
     Args:
         database: The database holding the bucket's two collections.
         bucket: The bucket name.
@@ -64,6 +68,13 @@ class AsyncBlobStore:
 
         Chunks are written before the file document, as GridFS requires, so a reader
         never sees a file whose chunks are missing.
+
+        Args:
+            prefix: The data URI's head, up to and including ``base64,``.
+            data: The image's bytes.
+
+        Returns:
+            The new file's id (an ObjectId as a hex string).
         """
         file_id = ObjectId()
         chunks = [
@@ -87,7 +98,13 @@ class AsyncBlobStore:
         return str(file_id)
 
     async def data_uri(self, blob_id: str) -> str:
-        """Return the data URI of a stored image, as it was posted.
+        """Return the data URI of a stored image.
+
+        Args:
+            blob_id: The file id (the part of a ``gridfs:<id>`` reference after the colon).
+
+        Returns:
+            The data URI, byte for byte as it was posted.
 
         Raises:
             ImageNotFoundError: No such image (it was deleted, or never stored).
@@ -97,6 +114,13 @@ class AsyncBlobStore:
 
     async def read(self, blob_id: str) -> tuple[str, bytes]:
         """Return ``(data URI prefix, bytes)`` of a stored image.
+
+        Args:
+            blob_id: The file id.
+
+        Returns:
+            The data URI's head (such as ``data:image/png;base64,``), whose media type
+                says the image's format, and the image's bytes.
 
         Raises:
             ImageNotFoundError: No such image, or its chunks are incomplete.
@@ -113,7 +137,17 @@ class AsyncBlobStore:
         return str(meta["metadata"]["prefix"]), data
 
     async def delete(self, blob_ids: Iterable[str]) -> None:
-        """Delete stored images; the file document goes first, then its chunks."""
+        """Delete stored images; the file document goes first, then its chunks.
+
+        References are not checked: ``AsyncThreadStore.release_blobs`` deletes only
+        images no thread refers to. Ids that are not stored are ignored.
+
+        Args:
+            blob_ids: The file ids.
+
+        Raises:
+            ImageNotFoundError: An id is not an ObjectId string.
+        """
         ids = [_object_id(blob_id) for blob_id in blob_ids]
         if not ids:
             return
@@ -122,7 +156,14 @@ class AsyncBlobStore:
             await self._chunks.delete_many({"files_id": {"$in": ids}})
 
     async def ids_older_than(self, cutoff: datetime.datetime) -> list[str]:
-        """Return the ids of images uploaded before ``cutoff``."""
+        """Return the ids of images uploaded before ``cutoff``.
+
+        Args:
+            cutoff: A timezone-aware time.
+
+        Returns:
+            The file ids, as hex strings.
+        """
         with translated_errors():
             cursor = self._files.find({"uploadDate": {"$lt": cutoff}}, {"_id": 1})
             return [str(doc["_id"]) async for doc in cursor]

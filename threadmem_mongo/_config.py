@@ -99,9 +99,25 @@ def configure_async(
 ) -> None:
     """Choose the MongoDB of ``threadmem_mongo.aio``; see ``configure``.
 
-    Without ``uri`` or ``client``, the async API uses the ``uri`` given to
-    ``configure``, then the same environment variables and embedded store as the
-    sync API.
+    Exported as ``threadmem_mongo.aio.configure``. Without ``uri`` or ``client``, the
+    async API uses the ``uri`` given to ``configure``, then the same environment
+    variables and embedded store as the sync API; without ``database``, the one given
+    to ``configure``, then the same fallbacks. The sync ``client`` and ``timeout`` are
+    not used. Unlike ``configure``, calling it again does not close an async client
+    the library created: call ``await threadmem_mongo.aio.close()`` first.
+
+    Args:
+        uri: A MongoDB connection string (``mongomock://`` is refused: mongomock has
+            no async client).
+        client: An ``AsyncMongoClient`` your app already has; its pool is used as it is.
+        database: The database name; overrides ``THREADMEM_DATABASE``.
+        timeout: Seconds to wait for the server before raising
+            ``threadmem_mongo.errors.StoreUnavailableError`` (default 5, or
+            ``THREADMEM_TIMEOUT``). Ignored when you pass ``client``.
+
+    Raises:
+        ConfigurationError: Both ``uri`` and ``client`` are given, ``uri`` is a
+            ``mongomock://`` URI, or ``timeout`` is not a positive number.
     """
     global _async_default
     if uri is not None and client is not None:
@@ -121,6 +137,10 @@ def async_default_store() -> AsyncThreadStore:
 
     Building it does not connect; with nothing configured it may start the embedded
     store, which blocks once, briefly.
+
+    Returns:
+        The store, built on first use and then reused until ``aio.configure`` or
+            ``aio.close`` is called.
 
     Raises:
         ConfigurationError: The URI is invalid, or nothing is configured and the
@@ -167,7 +187,11 @@ def _build_async_default() -> AsyncThreadStore:
 
 
 async def close_async() -> None:
-    """Close the async client the library created, if any."""
+    """Close the async client the library created, if any.
+
+    Exported as ``threadmem_mongo.aio.close``. A client you passed to ``aio.configure``
+    is not closed. The next use of the default store builds a new one.
+    """
     global _async_default
     owned = _async_settings.pop("owned_client", None)
     _async_default = None
@@ -177,6 +201,9 @@ async def close_async() -> None:
 
 def default_store() -> ThreadStore:
     """Return the store used when no ``store=`` is passed, building it on first use.
+
+    Returns:
+        The store, reused until ``configure`` is called again.
 
     Raises:
         ConfigurationError: The URI is invalid, or nothing is configured and the
@@ -257,6 +284,15 @@ def _build_default() -> ThreadStore:
 
 def client_from_uri(uri: str, timeout: float) -> tuple[MongoClient[Any], str | None]:
     """Return a new client for ``uri`` and the database the URI names, if any.
+
+    The client does not connect until first used.
+
+    Args:
+        uri: A MongoDB connection string, or ``mongomock://[database]``.
+        timeout: Seconds for server selection and connecting (ignored for mongomock).
+
+    Returns:
+        ``(client, database name or None)``.
 
     Raises:
         ConfigurationError: The URI is invalid, or ``mongomock://`` without mongomock.

@@ -23,6 +23,10 @@ from threadmem_mongo.errors import (
 _TOO_LARGE_CODES = frozenset({10334, 17419, 17420, 13548})
 
 
+# Server codes meaning "you may not do this": bad credentials or missing privileges.
+_NOT_ALLOWED_CODES = frozenset({13, 18})
+
+
 @contextmanager
 def translated_errors(thread_id: str | None = None) -> Iterator[None]:
     """Run the block, raising driver errors as ``ThreadMemError`` subclasses."""
@@ -30,29 +34,43 @@ def translated_errors(thread_id: str | None = None) -> Iterator[None]:
         yield
     except ThreadMemError:
         raise
-    except (mongo_errors.ConnectionFailure, mongo_errors.ExecutionTimeout) as exc:
+    except (mongo_errors.PyMongoError, mongo_errors.DocumentTooLarge) as exc:
+        raise translated(exc, thread_id) from exc
+
+
+def translated(exc: Exception, thread_id: str | None = None) -> ThreadMemError:
+    """Return the ``ThreadMemError`` that stands for the driver error ``exc``."""
+    if isinstance(exc, (mongo_errors.ConnectionFailure, mongo_errors.ExecutionTimeout)):
         # ConnectionFailure covers AutoReconnect, NetworkTimeout and
         # ServerSelectionTimeoutError; ExecutionTimeout is the server's maxTimeMS.
-        raise StoreUnavailableError(
+        return StoreUnavailableError(
             f"MongoDB did not answer: {type(exc).__name__}; check that the server is running "
             "and reachable, or raise the timeout with configure(timeout=...). A post that "
             "failed this way is safe to retry with the same message"
-        ) from exc
-    except mongo_errors.InvalidOperation as exc:
+        )
+    if isinstance(exc, mongo_errors.WriteConcernError):
+        # The write was applied on the primary but not confirmed as asked.
+        return StoreUnavailableError(
+            f"MongoDB applied the write but could not confirm it (write concern error "
+            f"{exc.code}); it may or may not survive a failover. A post that failed this way "
+            "is safe to retry with the same message"
+        )
+    if isinstance(exc, mongo_errors.InvalidOperation):
         # Raised by a client that was closed, e.g. by a later configure() call.
-        raise ConfigurationError(
+        return ConfigurationError(
             f"the MongoDB client of this store cannot be used: {exc}; objects made before "
             "configure() was called again keep the old client: load them again"
-        ) from exc
-    except mongo_errors.DocumentTooLarge as exc:
-        # pymongo refuses an oversized command before sending it; a bson error, not a
-        # PyMongoError.
-        raise ThreadTooLargeError(
-            thread_id or "?", MAX_DOCUMENT_BYTES + 1, MAX_DOCUMENT_BYTES
-        ) from exc
-    except mongo_errors.OperationFailure as exc:
-        if exc.code in _TOO_LARGE_CODES:
-            raise ThreadTooLargeError(
-                thread_id or "?", MAX_DOCUMENT_BYTES + 1, MAX_DOCUMENT_BYTES
-            ) from exc
-        raise
+        )
+    if isinstance(exc, mongo_errors.DocumentTooLarge) or (
+        isinstance(exc, mongo_errors.OperationFailure) and exc.code in _TOO_LARGE_CODES
+    ):
+        # pymongo refuses an oversized command before sending it (DocumentTooLarge is a
+        # bson error, not a PyMongoError); the server refuses an oversized document.
+        return ThreadTooLargeError(thread_id or "?", MAX_DOCUMENT_BYTES + 1, MAX_DOCUMENT_BYTES)
+    if isinstance(exc, mongo_errors.OperationFailure) and exc.code in _NOT_ALLOWED_CODES:
+        return ConfigurationError(
+            f"MongoDB refused the credentials or the operation (code {exc.code}): check the "
+            "user and roles in the connection string"
+        )
+    code = getattr(exc, "code", None)
+    return ThreadMemError(f"MongoDB reported an error ({type(exc).__name__}, code {code}): {exc}")

@@ -38,6 +38,17 @@ DATA_DIR = "data"
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+#: How long a recorded server that is alive may take to answer before it is replaced.
+ANSWER_PATIENCE = 5.0
+
+# Run as `python -c _LAUNCHER LOG COMMAND...`: start COMMAND detached, print its pid.
+_LAUNCHER = (
+    "import subprocess, sys\n"
+    "with open(sys.argv[1], 'ab') as log:\n"
+    "    p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log,\n"
+    "                         stderr=subprocess.STDOUT, start_new_session=True)\n"
+    "print(p.pid)\n"
+)
 
 INSTALL_HINT = (
     "no MongoDB is configured and the embedded store is not installed: run "
@@ -95,9 +106,13 @@ def ensure_server(folder: Path | None = None) -> ServerInfo:
     folder = folder or home()
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):
-        info = _live_server(folder)
+        info = _recorded_server(folder)
         if info is not None:
-            return info
+            if _answers_within(info, ANSWER_PATIENCE):
+                return info
+            # Alive but silent (a wrong port in the state file, or hung): it still holds
+            # the data folder, so it must go before another server can open it.
+            _terminate(info.pid)
         return _start(folder)
 
 
@@ -116,7 +131,7 @@ def stop_server(folder: Path | None = None) -> ServerInfo | None:
     if not folder.is_dir():
         return None
     with _locked(folder):
-        info = _live_server(folder)
+        info = _recorded_server(folder)
         if info is not None:
             _terminate(info.pid)
         (folder / STATE_FILE).unlink(missing_ok=True)
@@ -155,15 +170,31 @@ def _read_state(folder: Path) -> ServerInfo | None:
 
 def _live_server(folder: Path) -> ServerInfo | None:
     """Return the recorded server if its process is alive and answers on its port."""
-    info = _read_state(folder)
-    if info is None:
-        return None
-    if _pid_alive(info.pid) and _answers(info.host, info.port):
+    info = _recorded_server(folder)
+    if info is not None and _answers(info.host, info.port):
         return info
     return None
 
 
-def _pid_alive(pid: int) -> bool:
+def _recorded_server(folder: Path) -> ServerInfo | None:
+    """Return the recorded server if its process is alive, answering or not."""
+    info = _read_state(folder)
+    if info is None or not _pid_alive(info.pid, folder / DATA_DIR):
+        return None
+    return info
+
+
+def _answers_within(info: ServerInfo, patience: float) -> bool:
+    deadline = time.monotonic() + patience
+    while not _answers(info.host, info.port, timeout=0.5):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _pid_alive(pid: int, data: Path | None = None) -> bool:
+    """Return whether ``pid`` runs (and, where /proc tells, is the server of ``data``)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -174,9 +205,12 @@ def _pid_alive(pid: int) -> bool:
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.exists():
         try:
-            return b"secantus" in cmdline.read_bytes()
+            args = cmdline.read_bytes().split(b"\0")
         except OSError:
             return False
+        if not any(b"secantus" in arg for arg in args):
+            return False
+        return data is None or os.fsencode(data) in args
     return True
 
 
@@ -215,28 +249,33 @@ def _start(folder: Path) -> ServerInfo:
     port = _free_port()
     data = folder / DATA_DIR
     data.mkdir(exist_ok=True)
-    with open(folder / LOG_FILE, "ab") as log:
-        process = subprocess.Popen(
-            [executable, "--host", HOST, "--port", str(port), "--storage-path", str(data)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=folder,
-            # Its own session: the server outlives the process that started it, and a
-            # Ctrl-C in the app's terminal does not reach it.
-            start_new_session=True,
+    command = [executable, "--host", HOST, "--port", str(port), "--storage-path", str(data)]
+    # A short-lived launcher starts the server in its own session and exits, so the server
+    # is nobody's child: it outlives this process, a Ctrl-C in the app's terminal does not
+    # reach it, and this process holds no handle of a child it never waits for.
+    launched = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, str(folder / LOG_FILE), *command],
+        cwd=folder,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if launched.returncode != 0 or not launched.stdout.strip().isdigit():
+        raise StoreUnavailableError(
+            f"the embedded store could not be started: {launched.stderr.strip()[-500:]}"
         )
+    pid = int(launched.stdout.strip())
     deadline = time.monotonic() + START_TIMEOUT
     while not _answers(HOST, port, timeout=0.5):
-        if process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                process.kill()
+        if not _pid_alive(pid) or time.monotonic() > deadline:
+            _terminate(pid)
             raise StoreUnavailableError(
                 f"the embedded store did not start on {HOST}:{port}; see "
                 f"{folder / LOG_FILE} for the server's output"
             )
         time.sleep(0.1)
-    info = ServerInfo(host=HOST, port=port, pid=process.pid, home=str(folder), started=time.time())
+    info = ServerInfo(host=HOST, port=port, pid=pid, home=str(folder), started=time.time())
     temporary = folder / (STATE_FILE + ".tmp")
     temporary.write_text(json.dumps(asdict(info)))
     temporary.replace(folder / STATE_FILE)

@@ -40,11 +40,16 @@ class ThreadEvent:
         kind: ``message_added``, ``message_updated``, ``message_deleted``,
             ``thread_created``, ``thread_updated`` or ``thread_deleted``.
         thread_id: The thread it happened to.
-        version: The thread's version after the change (None for deletions).
-        message: The new or edited message (``message_added``, ``message_updated``).
+        version: The thread's version after the change (None for ``thread_deleted``,
+            and for the backlog ``watch(after_message=...)`` replays).
+        message: The new or edited message (``message_added``, ``message_updated``);
+            None for other kinds, and for a ``message_updated`` whose message was gone
+            by the time it was read.
         message_id: The message concerned, for message events.
-        fields: For ``thread_updated`` and ``thread_created``: the thread fields set.
-        resume_token: Pass to ``watch(resume_after=...)`` to continue after this change.
+        fields: For ``thread_updated`` and ``thread_created``: the thread fields set,
+            as stored (``roles`` as a list of role documents, ``ttl`` in seconds).
+        resume_token: Pass to ``watch(resume_after=...)`` to continue after this change
+            (None for the backlog ``watch(after_message=...)`` replays).
     """
 
     kind: EventKind
@@ -57,7 +62,14 @@ class ThreadEvent:
 
 
 def thread_pipeline(thread_id: str) -> list[dict[str, Any]]:
-    """Change-stream pipeline for one thread's changes."""
+    """Change-stream pipeline for one thread's changes.
+
+    Args:
+        thread_id: The thread to watch.
+
+    Returns:
+        The pipeline stages.
+    """
     return [{"$match": {"documentKey._id": thread_id}}]
 
 
@@ -66,6 +78,12 @@ def owner_pipeline(owner_id: str | None) -> list[dict[str, Any]]:
 
     Used with ``full_document="updateLookup"`` so updates carry the owner; the looked-up
     document's messages are dropped on the server, so only the change travels.
+
+    Args:
+        owner_id: Only threads of this owner; None for every thread.
+
+    Returns:
+        The pipeline stages.
     """
     stages: list[dict[str, Any]] = []
     if owner_id is not None:
@@ -79,6 +97,14 @@ def events_from_change(change: Mapping[str, Any]) -> list[ThreadEvent]:
 
     ``message_updated`` events come with ``message=None``; the watcher reads the edited
     message by id.
+
+    Args:
+        change: One change-stream document.
+
+    Returns:
+        The events, in order: messages added, then messages edited or deleted, then
+            thread fields changed; empty for a change of no interest (or of a document
+            whose ``_id`` is not a string).
     """
     kind = change.get("operationType")
     thread_id = change.get("documentKey", {}).get("_id")

@@ -54,7 +54,23 @@ class V1Role(BaseModel):
 
 
 class V1RoleMessage(BaseModel):
-    """Exchange schema of one message (as in the original threadmem)."""
+    """Exchange schema of one message (as in the original threadmem).
+
+    ``RoleMessage.to_v1`` and ``RoleMessage.from_v1`` convert to and from it.
+
+    Attributes:
+        id: The message id.
+        role: The role name that posted it.
+        text: The text.
+        images: Each image as a URL or a data URI (or a ``gridfs:<id>`` reference, if
+            the message was read with ``resolve_images=False``).
+        private: Whether the message is private; None (as the original schema allows)
+            is read as False.
+        metadata: Free-form data stored with the message.
+        created: Epoch seconds when it was created.
+        thread_id: The thread it belongs to; ``RoleThread.from_v1`` replaces it with the
+            thread's id.
+    """
 
     id: str
     role: str
@@ -70,7 +86,23 @@ class V1RoleThread(BaseModel):
     """Exchange schema of a thread with its messages and roles.
 
     ``version`` is a string in the original schema; here it carries the integer version
-    as text.
+    as text. ``RoleThread.to_v1`` and ``RoleThread.from_v1`` convert to and from it.
+
+    Attributes:
+        owner_id: Who owns the thread.
+        public: Whether the thread is public.
+        name: A display name.
+        metadata: Free-form data.
+        id: The thread id.
+        messages: The messages, in posting order.
+        role_mapping: The thread's roles, by name (each key is its role's name).
+        version: The thread's version as text (``"3"``) from ``to_v1``; the original
+            threadmem stores a hash of the thread's content here. ``from_v1`` ignores
+            it: the stored thread restarts at version 0.
+        created: Epoch seconds when the thread was created.
+        updated: Epoch seconds of its last change.
+        remote: The HTTP server the original threadmem reads a remote thread through;
+            ``to_v1`` leaves it None and ``from_v1`` does not keep it.
     """
 
     owner_id: str | None = None
@@ -89,14 +121,17 @@ class V1RoleThread(BaseModel):
 class RoleMessage(BaseModel):
     """One message of a thread.
 
-    Messages are created by :meth:`RoleThread.post <threadmem_mongo.RoleThread.post>`;
+    Messages are created by [`RoleThread.post`][threadmem_mongo.RoleThread.post];
     build one yourself only to pass it to ``add_msg()``.
 
     Attributes:
         role: The role name that posted it.
         text: The text. ``<image>`` placeholders in it place the images in ``to_openai()``.
         thread_id: The thread it belongs to (``None`` until it is added to one).
-        images: Each image as a URL or a data URI.
+        images: Each image as an ``http(s)`` URL or a data URI. A message read with
+            ``resolve_images=False`` (from ``RoleThread.messages``) holds
+            ``gridfs:<id>`` references instead for images stored in GridFS; so may one
+            returned by ``RoleThread.update_message``.
         private: Private messages are left out of ``messages(include_private=False)``.
         created: Epoch seconds when it was created.
         id: A uuid4 string, unique across threads.
@@ -143,6 +178,11 @@ class RoleMessage(BaseModel):
         is replaced by the next image; without placeholders the text comes first and the
         images follow.
 
+        Returns:
+            An OpenAI chat message: ``{"role": ..., "content": ...}``, the content a
+                string or a list of ``text`` and ``image_url`` parts. Each image's URL is
+                the stored string as it is.
+
         Raises:
             InvalidInputError: The number of ``<image>`` placeholders is not zero and does
                 not match the number of images.
@@ -164,22 +204,42 @@ class RoleMessage(BaseModel):
 
         Args:
             store: The store to search; the configured default if omitted.
-            **filters: Field values to match exactly.
+            **filters: Field values to match exactly; each a string, number, bool or
+                None. Private messages match too.
+
+        Returns:
+            The matching messages, with images resolved to data URIs.
 
         Raises:
             InvalidInputError: An unknown field, or a value that is not a scalar.
+            ImageNotFoundError: An image stored in GridFS is missing.
         """
         from threadmem_mongo._thread import RoleThread
 
         return RoleThread.find_messages(store=store, **filters)
 
     def to_v1(self) -> V1RoleMessage:
-        """Return the exchange schema of this message."""
+        """Return the exchange schema of this message.
+
+        Returns:
+            A ``V1RoleMessage`` with the same fields; images as this object holds them.
+        """
         return V1RoleMessage(**self.model_dump())
 
     @classmethod
     def from_v1(cls, schema: V1RoleMessage) -> RoleMessage:
-        """Build a message from its exchange schema."""
+        """Build a message from its exchange schema, keeping its id and ``created``.
+
+        Args:
+            schema: The message; a ``private`` of None becomes False.
+
+        Returns:
+            The message, checked as on construction.
+
+        Raises:
+            InvalidInputError: A field is not acceptable (for example an image that is
+                not a URL or a data URI, or empty text without images).
+        """
         data = schema.model_dump()
         data["private"] = bool(data["private"])
         return cls(**data)

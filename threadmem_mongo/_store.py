@@ -18,7 +18,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure
 
 from threadmem_mongo import _updates
 from threadmem_mongo._blobs import DEFAULT_BUCKET, BlobStore
-from threadmem_mongo._driver import translated_errors
+from threadmem_mongo._driver import translated, translated_errors
 from threadmem_mongo._images import (
     DEFAULT_BLOB_THRESHOLD,
     blob_id_of,
@@ -63,7 +63,7 @@ def _wait_or_raise(exc: Exception, failing_since: float | None, limit: float) ->
             "the server does not offer change streams: watch() needs a replica set"
         ) from exc
     if isinstance(exc, OperationFailure) and not exc.has_error_label("ResumableChangeStreamError"):
-        raise exc
+        raise translated(exc) from exc
     now = time.monotonic()
     if failing_since is None:
         return now
@@ -88,6 +88,11 @@ class ThreadStore:
     store = ThreadStore(client["myapp"]["threads"])
     store.ensure_indexes()
     ```
+
+    What apps use directly is ``ensure_indexes``, ``sweep_blobs``, and the
+    ``collection``, ``blobs`` and ``image_threshold`` properties. Most other methods are
+    the low-level steps ``RoleThread`` is built on; apps normally call the
+    ``RoleThread`` methods, which keep the object's state and the invariants.
 
     Args:
         collection: The collection holding one document per thread.
@@ -134,6 +139,11 @@ class ThreadStore:
     def ensure_indexes(self) -> None:
         """Create the indexes the library relies on. Idempotent; cheap after the first call.
 
+        Creates the indexes of the threads collection, the ``expires_at`` TTL index, and
+        the GridFS bucket's indexes. Loading, finding and writing threads call it first,
+        so calling it yourself is optional: do it at start-up to build the indexes
+        before the first request.
+
         Raises:
             StoreUnavailableError: The server could not be reached.
         """
@@ -154,6 +164,16 @@ class ThreadStore:
 
     def load(self, thread_id: str, last: int | None = None) -> Document:
         """Return the document of ``thread_id``, with only its last ``last`` messages if given.
+
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        Args:
+            thread_id: The thread's id.
+            last: Read only the last ``last`` messages (0: none); None reads them all.
+
+        Returns:
+            The thread document as stored, ``_id`` included.
 
         Raises:
             ThreadNotFoundError: No such thread.
@@ -177,11 +197,21 @@ class ThreadStore:
     ) -> list[Document]:
         """Return the documents matching ``query`` in creation order.
 
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        The ``query`` is sent as it is, unchecked: build it with
+        ``threadmem_mongo._updates.thread_search_filter``, never from client input.
+
         Args:
             query: The filter, from ``threadmem_mongo._updates.thread_search_filter``.
             newest_first: Newest thread first instead of oldest.
             limit: At most this many.
             last: Load only each thread's last ``last`` messages (0: none).
+
+        Returns:
+            The thread documents, ordered by ``created`` (ties by ``_id``), oldest first
+                unless ``newest_first``.
         """
         self.ensure_indexes()
         with translated_errors():
@@ -194,6 +224,18 @@ class ThreadStore:
     def history(self, thread_id: str, before: str | None, limit: int) -> list[Document]:
         """Return up to ``limit`` message subdocuments that come before message ``before``
         (or the last ``limit`` if ``before`` is None), oldest first.
+
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        Args:
+            thread_id: The thread to read.
+            before: A message id of the thread, or None for the last messages.
+            limit: At most this many messages.
+
+        Returns:
+            The message subdocuments as stored (images may be ``gridfs:<id>``
+                references), oldest first.
 
         Raises:
             ThreadNotFoundError: No such thread.
@@ -232,8 +274,19 @@ class ThreadStore:
         return [{"index": index, "page": (page or {}).get("messages") or []}]
 
     def find_messages(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Document]:
-        """Return ``{"_id": thread id, "messages": subdocument}`` for each matching message,
-        from ``threadmem_mongo._updates.message_search_pipeline``."""
+        """Return ``{"_id": thread id, "messages": subdocument}`` for each matching message.
+
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        Args:
+            pipeline: The aggregation, from
+                ``threadmem_mongo._updates.message_search_pipeline``; it is sent as it
+                is, unchecked.
+
+        Returns:
+            One document per matching message, in the pipeline's order.
+        """
         self.ensure_indexes()
         with translated_errors():
             cursor = self._collection.aggregate([dict(stage) for stage in pipeline])
@@ -243,6 +296,13 @@ class ThreadStore:
 
     def insert(self, doc: Mapping[str, Any]) -> None:
         """Insert a new thread document.
+
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        Args:
+            doc: The whole document, from ``threadmem_mongo._document.thread_to_document``
+                (it must have ``_id`` and ``size_bytes``).
 
         Raises:
             ThreadTooLargeError: The document is over the size budget.
@@ -270,6 +330,9 @@ class ThreadStore:
     ) -> tuple[bool, bool]:
         """Append a message in one atomic update (two when others wrote in between).
 
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
         Args:
             thread_id: The thread to append to.
             message_doc: The message subdocument.
@@ -282,9 +345,9 @@ class ThreadStore:
 
         Returns:
             ``(appended, in_sequence)``: ``appended`` is False if the message had landed
-            before (a retry), in which case nothing was written; ``in_sequence`` is True
-            if the thread was still at ``known_version``, so it is now at
-            ``known_version + 1`` holding exactly the caller's state plus this message.
+                before (a retry), in which case nothing was written; ``in_sequence`` is True
+                if the thread was still at ``known_version``, so it is now at
+                ``known_version + 1`` holding exactly the caller's state plus this message.
 
         Raises:
             ThreadNotFoundError: No such thread.
@@ -358,6 +421,9 @@ class ThreadStore:
     ) -> int:
         """Apply a conditional update built by ``threadmem_mongo._updates``.
 
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
         Args:
             thread_id: The thread to change.
             version: The version the change was based on; it is in the built filter.
@@ -396,6 +462,14 @@ class ThreadStore:
     ) -> bool:
         """Apply an update that needs no version, such as a new expiry.
 
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        Args:
+            thread_id: The thread to change.
+            built: The ``(filter, update)`` pair, from ``threadmem_mongo._updates``.
+            known_version: The version the caller's object holds.
+
         Returns:
             Whether the thread was still at ``known_version`` (see ``append``).
 
@@ -409,7 +483,17 @@ class ThreadStore:
         return in_sequence
 
     def delete(self, thread_id: str) -> bool:
-        """Delete a thread and the images only it referenced; return whether it existed."""
+        """Delete a thread and the images only it referenced, in one step by id.
+
+        Unlike ``RoleThread.delete`` it needs no loaded object, and no access check
+        is made: the app decides who may delete.
+
+        Args:
+            thread_id: The thread to delete.
+
+        Returns:
+            Whether the thread existed (False: nothing was deleted).
+        """
         with translated_errors(thread_id):
             doc = self._collection.find_one_and_delete(
                 _updates.by_id(thread_id), projection=_updates.BLOBS_PROJECTION
@@ -420,7 +504,19 @@ class ThreadStore:
         return True
 
     def message(self, thread_id: str, message_id: str) -> Document | None:
-        """Return one message subdocument by id, or None if it is not in the thread."""
+        """Return one message subdocument by id, or None if it is not in the thread.
+
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        Args:
+            thread_id: The thread to read.
+            message_id: The message's id.
+
+        Returns:
+            The message subdocument as stored, or None if the thread or the message does
+                not exist.
+        """
         with translated_errors(thread_id):
             doc = self._collection.find_one(
                 _updates.by_id(thread_id), _updates.one_message_projection(message_id)
@@ -430,6 +526,16 @@ class ThreadStore:
 
     def messages_after(self, thread_id: str, message_id: str) -> tuple[int, list[Document]]:
         """Return the thread's version and the messages after ``message_id``, in order.
+
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        Args:
+            thread_id: The thread to read.
+            message_id: A message id of the thread.
+
+        Returns:
+            ``(version, message subdocuments)``, both read in one step.
 
         Raises:
             ThreadNotFoundError: No such thread.
@@ -463,6 +569,19 @@ class ThreadStore:
         reopened from the last resume token, so nothing is missed or repeated, until
         ``reconnect_timeout`` seconds pass without success. With ``idle_timeout`` it ends
         after that many seconds without a change.
+
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        Args:
+            pipeline: The change-stream pipeline, from ``threadmem_mongo._events``.
+            resume_after: A resume token to start after.
+            full_document: Passed to the server's change stream (``"updateLookup"``).
+            idle_timeout: End after this many seconds without a change (None: never).
+            reconnect_timeout: Give up after this many seconds of failed reopening.
+
+        Yields:
+            ``None`` once, when the stream is first open, then each change document.
 
         Raises:
             ConfigurationError: The server has no change streams (standalone, mongomock).
@@ -532,9 +651,19 @@ class ThreadStore:
     def offload_images(self, images: Sequence[str]) -> tuple[list[str], list[str]]:
         """Store large data URIs in GridFS, before any message references them.
 
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        A data URI is stored when it is longer than ``image_threshold`` characters and
+        its base64 re-encodes to the same text; other images are kept as they are. If a
+        write fails, the blobs already written are deleted.
+
+        Args:
+            images: The message's images, in their stored form (URLs and data URIs).
+
         Returns:
             ``(images, new blob ids)``: the images with large data URIs replaced by
-            references, and the ids written, for clean-up if the message is refused.
+                references, and the ids written, for clean-up if the message is refused.
         """
         stored: list[str] = []
         written: list[str] = []
@@ -555,19 +684,47 @@ class ThreadStore:
         return stored, written
 
     def resolve_images(self, images: Sequence[str]) -> list[str]:
-        """Return ``images`` with every GridFS reference replaced by its data URI."""
+        """Return ``images`` with every GridFS reference replaced by its data URI.
+
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        Args:
+            images: Images as stored: URLs, data URIs and ``gridfs:<id>`` references.
+
+        Returns:
+            The images in the same order; URLs and data URIs unchanged.
+
+        Raises:
+            ImageNotFoundError: A referenced image is missing or incomplete.
+        """
         return [
             self._blobs.data_uri(blob_id_of(image)) if is_blob_ref(image) else image
             for image in images
         ]
 
     def discard_blobs(self, blob_ids: Sequence[str]) -> None:
-        """Delete blobs no message was written with; errors are left to the sweep."""
+        """Delete blobs no message was written with; errors are left to the sweep.
+
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        It does not check for references: pass only ids no stored message holds.
+
+        Args:
+            blob_ids: The GridFS file ids to delete.
+        """
         with contextlib.suppress(ThreadMemError):
             self._blobs.delete(blob_ids)
 
     def release_blobs(self, blob_ids: Iterable[str]) -> list[str]:
         """Delete those of ``blob_ids`` that no thread references any more.
+
+        Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
+        methods instead, which keep the object's state and the invariants.
+
+        Args:
+            blob_ids: GridFS file ids; repeated ids are checked once.
 
         Returns:
             The ids deleted.
@@ -585,7 +742,18 @@ class ThreadStore:
         """Delete images uploaded more than ``older_than`` ago that no thread references.
 
         They are left by a process that stopped between writing an image and the
-        message, or by threads the TTL index expired. Returns the ids deleted.
+        message, or by threads the TTL index expired. Run it now and then (for example
+        daily); ``older_than`` should be well above the time a post takes, so an image
+        whose message is still being written is not taken.
+
+        Args:
+            older_than: Only images uploaded at least this long ago are considered.
+
+        Returns:
+            The ids of the images deleted.
+
+        Raises:
+            StoreUnavailableError: The server could not be reached.
         """
         cutoff = datetime.datetime.now(datetime.timezone.utc) - older_than
         return self.release_blobs(self._blobs.ids_older_than(cutoff))

@@ -141,10 +141,11 @@ class RoleThread:
         public: Whether the thread is public.
         name: A display name.
         metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
-        role_mapping: Roles of the thread, by name.
+        role_mapping: Roles of the thread, by name; each key must be its role's name.
         ttl: Delete the thread this long after creation (or after the last
             ``touch``); the server's TTL index does it.
-        expires_at: Delete the thread at this (timezone-aware) time.
+        expires_at: Delete the thread at this (timezone-aware) time. Pass either
+            ``ttl`` or ``expires_at``, not both.
         store: The store to use; the configured default if omitted.
 
     Raises:
@@ -185,7 +186,31 @@ class RoleThread:
         expires_at: datetime.datetime | None = None,
         store: ThreadStore | None = None,
     ) -> RoleThread:
-        """Create and store a new thread; the arguments are those of the class."""
+        """Create and store a new thread, in one write.
+
+        The same as calling the class in the sync API; in the ``aio`` API, whose
+        constructor cannot write, it is the only way to create a thread.
+
+        Args:
+            owner_id: Who owns the thread; scoping access by owner is the app's job.
+            public: Whether the thread is public.
+            name: A display name.
+            metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
+            role_mapping: Roles of the thread, by name; each key must be its role's name.
+            ttl: Delete the thread this long after creation (or after the last
+                ``touch``); the server's TTL index does it.
+            expires_at: Delete the thread at this (timezone-aware) time. Pass either
+                ``ttl`` or ``expires_at``, not both.
+            store: The store to use; the configured default if omitted.
+
+        Returns:
+            The new thread, at version 0, with no messages.
+
+        Raises:
+            InvalidInputError: An argument is not acceptable, or ``ttl`` and
+                ``expires_at`` are both given; nothing was written.
+            StoreUnavailableError: The server could not be reached.
+        """
         state = _new_state(
             owner_id, public, name, metadata, role_mapping, ttl=ttl, expires_at=expires_at
         )
@@ -342,24 +367,45 @@ class RoleThread:
         """Post a message: one atomic append, whatever the thread's length.
 
         Appends never conflict. If others changed the thread in between, this object
-        re-reads it afterwards, so it holds their messages too.
+        re-reads it afterwards, so it holds their messages too. That re-read replaces
+        the object's state: unsaved edits to ``name``, ``public`` and ``metadata`` are
+        dropped, so call ``save()`` before posting to keep them.
+
+        Data URIs longer than the store's ``image_threshold`` are written to GridFS
+        first, and the stored message refers to them.
+
+        **Security:** a string image that is neither an ``http://``/``https://`` URL nor
+        a ``data:`` URI is read as the path of a local file, and that file is stored in
+        the thread. Never pass strings from untrusted clients (request bodies, form
+        fields) as ``images``: accept only URLs and data URIs from them (see "Images
+        from users" on the Security page), or a client can make the server store and
+        return its files.
 
         Args:
-            role: The role name posting the message.
-            msg: The text; may hold ``<image>`` placeholders (see ``to_openai``).
-            images: URLs, data URIs, local file paths, bytes, or PIL images.
+            role: The role name posting the message; any non-empty string.
+            msg: The text; may hold ``<image>`` placeholders (see ``to_openai``), one per
+                image, or none. May be empty only if there are images.
+            images: Each an ``http(s)`` URL or a data URI (kept as given), a local file
+                path (string or ``os.PathLike``, read and stored as a data URI), the
+                ``bytes`` of a PNG, JPEG, GIF, BMP or WebP file, or a PIL image (stored as
+                PNG).
             private: Leave the message out of ``messages(include_private=False)``.
-            metadata: Free-form data stored with the message.
+            metadata: Free-form data stored with the message; keys must not start with
+                ``$`` or contain ``.``.
 
         Returns:
-            The stored message.
+            The new message, with its id and ``thread_id`` set and its images as URLs or
+                data URIs (never GridFS references).
 
         Raises:
-            InvalidInputError: Bad role, text, image or metadata; nothing was written.
-            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
+            InvalidInputError: Bad role, text, placeholders or metadata, or an image of
+                no accepted kind (``ImageFormatError``); nothing was written.
+            ThreadTooLargeError: The thread would exceed MongoDB's document size limit;
+                nothing was written.
             ThreadNotFoundError: The thread was deleted.
-            StoreUnavailableError: The server could not be reached. The message is
-                ``exc.unsent``; ``add_msg(exc.unsent)`` retries it, and cannot duplicate it.
+            StoreUnavailableError: The server could not be reached. If it failed during
+                the append itself, the message is ``exc.unsent``, and
+                ``add_msg(exc.unsent)`` retries it without duplicating it.
         """
         _validation.check_role(role)
         message = RoleMessage(
@@ -373,13 +419,28 @@ class RoleThread:
         return self._append(message)
 
     def add_msg(self, message: RoleMessage) -> RoleMessage:
-        """Append an existing message object, keeping its id.
+        """Append an existing message object, keeping its id, in one atomic append.
 
         Adding a message whose id is already in the thread changes nothing, so a failed
-        post can be retried safely with the same message.
+        post can be retried safely with the same message. As with ``post``, when others
+        changed the thread in between (or the message was already there) this object
+        re-reads it, dropping unsaved edits to ``name``, ``public`` and ``metadata``.
+
+        Args:
+            message: The message to append. Its ``thread_id`` must be None or this
+                thread's id. Its images must be URLs or data URIs (``RoleMessage`` reads
+                no files); large data URIs go to GridFS as with ``post``.
+
+        Returns:
+            ``message``, with ``thread_id`` set to this thread's id; also when it was
+                already in the thread and nothing was written.
 
         Raises:
             InvalidInputError: ``message`` is not a RoleMessage, or belongs to another thread.
+            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
+            ThreadNotFoundError: The thread was deleted.
+            StoreUnavailableError: The server could not be reached; as for ``post``, the
+                message may be in ``exc.unsent``.
         """
         if not isinstance(message, RoleMessage):
             raise InvalidInputError(f"add_msg() takes a RoleMessage, got {type(message).__name__}")
@@ -435,12 +496,20 @@ class RoleThread:
         """Return the loaded messages in posting order (all, unless loaded with ``last=``).
 
         Images stored in GridFS are read when asked for here, and come back as the data
-        URIs that were posted, byte for byte.
+        URIs that were posted, byte for byte. Nothing else is read: the messages are
+        those this object holds (call ``refresh`` to see others' posts).
 
         Args:
             include_private: Also return messages posted with ``private=True``.
             resolve_images: False leaves GridFS images as ``gridfs:<id>`` references, for
                 apps that serve images themselves (see ``ThreadStore.blobs``).
+
+        Returns:
+            The messages, oldest first.
+
+        Raises:
+            ImageNotFoundError: An image stored in GridFS is missing.
+            StoreUnavailableError: The server could not be reached while reading images.
         """
         chosen = [m for m in self._state.messages if include_private or not m.private]
         if not resolve_images:
@@ -462,11 +531,23 @@ class RoleThread:
 
         Pages backwards through a thread without loading it: start with ``before=None``
         (the last ``limit`` messages), then pass the id of the first message of each
-        page. Pages stay stable while others append.
+        page. Pages stay stable while others append. The messages are read from the
+        store, not from this object, which is left unchanged.
+
+        Args:
+            before: The id of a message of the thread; None for the last messages.
+            limit: At most this many messages (a whole number of at least 1).
+
+        Returns:
+            The page, oldest first, private messages included, with images resolved
+                as by ``messages()``; empty once ``before`` is the thread's first message.
 
         Raises:
+            ThreadNotFoundError: The thread was deleted.
             MessageNotFoundError: ``before`` is not in the thread.
-            InvalidInputError: ``limit`` is not a positive whole number.
+            InvalidInputError: ``limit`` is not a positive whole number, or ``before``
+                is not a string.
+            ImageNotFoundError: An image stored in GridFS is missing.
         """
         _validation.check_positive_int("limit", limit)
         if before is not None and not isinstance(before, str):
@@ -496,13 +577,27 @@ class RoleThread:
     ) -> RoleMessage:
         """Change a message's text, metadata or privacy, if nobody changed the thread since.
 
+        Only the given fields change; at least one must be given. On an object loaded
+        with ``get(..., last=N)``, a message before the loaded page is read on its own
+        and changed in the store; the object keeps holding only its page.
+
+        Args:
+            message_id: The id of the message to change.
+            text: The new text; may be empty only if the message has images.
+            metadata: The new metadata, replacing the old as a whole (None leaves it
+                unchanged; ``{}`` empties it).
+            private: The new privacy flag.
+
         Returns:
-            The updated message.
+            The updated message. Its images are as stored: a GridFS image appears as a
+                ``gridfs:<id>`` reference (``messages()`` gives the data URI).
 
         Raises:
             MessageNotFoundError: No message with that id in this thread.
             InvalidInputError: Nothing to change, or a bad value.
             VersionConflictError: The thread changed since this object read it.
+            ThreadNotFoundError: The thread was deleted.
+            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
         """
         changes: dict[str, Any] = {}
         if text is not None:
@@ -530,9 +625,17 @@ class RoleThread:
     def delete_message(self, message_id: str) -> None:
         """Delete a message, if nobody changed the thread since this object read it.
 
+        Images in GridFS that no thread references any more are deleted with it. On an
+        object loaded with ``get(..., last=N)``, a message before the loaded page can be
+        deleted too.
+
+        Args:
+            message_id: The id of the message to delete.
+
         Raises:
             MessageNotFoundError: No message with that id in this thread.
             VersionConflictError: The thread changed since this object read it.
+            ThreadNotFoundError: The thread was deleted.
         """
         with self._lock:
             index, old = self._find_message(message_id)
@@ -548,8 +651,10 @@ class RoleThread:
         """Strip the images from every ``user`` message, and persist it.
 
         Does nothing (and writes nothing) if no user message has images. Images stored in
-        GridFS that no thread references any more are deleted. An object loaded with
-        ``last=`` reads the whole thread first.
+        GridFS that no thread references any more are deleted. A message's ``<image>``
+        placeholders are removed from its text, which is trimmed; a text left empty becomes
+        ``"[image removed]"``. An object loaded with ``last=`` re-reads the whole thread
+        first, which drops unsaved edits to ``name``, ``public`` and ``metadata``.
 
         Raises:
             VersionConflictError: The thread changed since this object read it.
@@ -595,6 +700,9 @@ class RoleThread:
     def add_role(self, role: V1Role) -> None:
         """Add a role, if nobody changed the thread since this object read it.
 
+        Args:
+            role: The role to add; no role of the thread may have its name yet.
+
         Raises:
             InvalidInputError: ``role`` is not a V1Role, or a role of that name exists.
             VersionConflictError: The thread changed since this object read it.
@@ -609,6 +717,11 @@ class RoleThread:
 
     def remove_role(self, name: str) -> None:
         """Remove the role called ``name``, if nobody changed the thread since.
+
+        Messages posted under that role name are kept.
+
+        Args:
+            name: The name of the role to remove.
 
         Raises:
             InvalidInputError: No role of that name in this thread.
@@ -687,11 +800,20 @@ class RoleThread:
         thread.apply(rename)
         ```
 
+        The first attempt runs on the state this object holds; each later one follows a
+        ``refresh()``, which drops unsaved edits, so ``change`` must make all its edits
+        itself. Errors other than ``VersionConflictError`` propagate at once.
+
+        Args:
+            change: Called with this object; makes the edits and writes them.
+            attempts: How many times to run ``change`` at most (at least 1).
+
         Returns:
             What ``change`` returned on the attempt that committed.
 
         Raises:
             VersionConflictError: Every attempt met a conflict.
+            InvalidInputError: ``attempts`` is not a positive whole number.
         """
         _validation.check_positive_int("attempts", attempts)
         for attempt in range(attempts):
@@ -724,7 +846,14 @@ class RoleThread:
     def touch(self, ttl: datetime.timedelta | None = None) -> None:
         """Push the thread's expiry to ``ttl`` from now (default: the ``ttl`` it was made with).
 
-        Like a post, this never conflicts and raises the version by one.
+        Like a post, this never conflicts and raises the version by one; and like a post,
+        if others changed the thread in between, this object re-reads it, dropping
+        unsaved edits to ``name``, ``public`` and ``metadata``.
+
+        Args:
+            ttl: The new time to live, a positive ``timedelta``. It also replaces the
+                thread's ``ttl``, so later calls without one extend by it. None uses the
+                thread's own ``ttl``.
 
         Raises:
             InvalidInputError: No ``ttl`` given and the thread has none.
@@ -752,6 +881,9 @@ class RoleThread:
     def delete(self) -> None:
         """Delete the thread and its messages from the store.
 
+        Images in GridFS that no other thread references are deleted too. This object
+        is not changed; any later write through it raises ``ThreadNotFoundError``.
+
         Raises:
             ThreadNotFoundError: The thread was already deleted.
         """
@@ -766,8 +898,18 @@ class RoleThread:
         thread leaves the other's images in place. A thread with a ``ttl`` gives the copy
         the same ``ttl`` from now; one with only ``expires_at`` gives it that date.
 
+        The copy is made from this object's state, in one write: ``name``, ``public``
+        and ``metadata`` as this object holds them, unsaved edits included, and the
+        messages it has loaded. An object loaded with ``last=`` first re-reads the
+        whole thread (which drops those unsaved edits) so the copy has every message.
+
         Returns:
-            The new thread, at version 0.
+            The new thread, at version 0, stored in the same store.
+
+        Raises:
+            ThreadTooLargeError: The copy would exceed MongoDB's document size limit.
+            ThreadNotFoundError: This object was loaded with ``last=`` and the thread
+                has been deleted since.
         """
         if self._state.offset:
             with self._lock:
@@ -798,9 +940,21 @@ class RoleThread:
         A thread loaded with ``last=N`` costs the same to load whatever its length; it
         can be posted to and edited like a whole one, and ``history`` pages back.
 
+        Access is not checked: any thread whose id is given is returned, whatever its
+        ``owner_id``; see the Security page.
+
+        Args:
+            thread_id: The thread's id.
+            last: Load only the last ``last`` messages (0: none); None loads them all.
+            store: The store to read from; the configured default if omitted.
+
+        Returns:
+            The thread, at the version the store holds.
+
         Raises:
             ThreadNotFoundError: No such thread.
-            InvalidInputError: ``thread_id`` is not a string, or ``last`` is negative.
+            InvalidInputError: ``thread_id`` is not a string, or ``last`` is not a whole
+                number of at least 0.
         """
         if not isinstance(thread_id, str):
             raise InvalidInputError(f"thread_id must be a string, got {type(thread_id).__name__}")
@@ -829,11 +983,16 @@ class RoleThread:
             store: The store to search; the configured default if omitted.
             **filters: Any of ``id``, ``owner_id``, ``public``, ``name`` with a scalar value,
                 and ``metadata={key: scalar, ...}`` for threads whose metadata holds all of
-                those entries.
+                those entries. No filters: every thread.
+
+        Returns:
+            The matching threads, ordered by creation time (ties by id); pass the last
+                one's ``cursor`` as ``after`` for the next page.
 
         Raises:
             InvalidInputError: An unknown field, a value that is not a scalar (query
-                operators such as ``{"$ne": None}`` are refused), or a bad cursor.
+                operators such as ``{"$ne": None}`` are refused), a bad cursor, or a
+                ``limit`` or ``last`` that is not a whole number (``limit`` at least 1).
         """
         query = _updates.thread_search_filter(filters)
         if limit is not None:
@@ -853,8 +1012,20 @@ class RoleThread:
         """Find messages across all threads by equality on ``id``, ``role``,
         ``thread_id`` and ``text``; see ``RoleMessage.find``.
 
+        Only the matching messages leave the server, never whole threads.
+
+        Args:
+            store: The store to search; the configured default if omitted.
+            **filters: Field values to match exactly; each a string, number, bool or
+                None. Private messages match too.
+
+        Returns:
+            The matching messages, ordered by their thread's creation time, then by
+                position in the thread, with images resolved to data URIs.
+
         Raises:
             InvalidInputError: An unknown field, or a value that is not a scalar.
+            ImageNotFoundError: An image stored in GridFS is missing.
         """
         pipeline = _updates.message_search_pipeline(filters)
         target = store if store is not None else default_store()
@@ -898,10 +1069,17 @@ class RoleThread:
             idle_timeout: Stop after this many seconds without an event (default: never).
             reconnect_timeout: Give up after this many seconds of failed reconnection.
 
+        Yields:
+            One ``ThreadEvent`` per change, in order, with messages' GridFS images
+                resolved to data URIs. The replayed ``after_message`` backlog comes as
+                ``message_added`` events with no ``version`` or ``resume_token``.
+
         Raises:
             ConfigurationError: The server has no change streams.
             MessageNotFoundError: ``after_message`` is not in the thread.
+            ThreadNotFoundError: ``after_message`` is given and the thread does not exist.
             StoreUnavailableError: The server stayed unreachable.
+            ImageNotFoundError: An image stored in GridFS is missing.
         """
         changes = self._store.changes(
             thread_pipeline(self.id),
@@ -943,9 +1121,23 @@ class RoleThread:
         are reported only when no ``owner_id`` is given, since a deleted document no
         longer says whose it was.
 
+        Args:
+            owner_id: Only threads of this owner; None for every thread in the store.
+            resume_after: The ``resume_token`` of the last event handled, to continue
+                exactly after it.
+            idle_timeout: Stop after this many seconds without an event (default: never).
+            reconnect_timeout: Give up after this many seconds of failed reconnection.
+            store: The store to watch; the configured default if omitted.
+
+        Yields:
+            One ``ThreadEvent`` per change, in order, across threads, with messages'
+                GridFS images resolved to data URIs.
+
         Raises:
             ConfigurationError: The server has no change streams.
             StoreUnavailableError: The server stayed unreachable.
+            InvalidInputError: ``owner_id`` is not a scalar.
+            ImageNotFoundError: An image stored in GridFS is missing.
         """
         if owner_id is not None:
             _validation.check_filter_value("owner_id", owner_id)
@@ -993,10 +1185,19 @@ class RoleThread:
     ) -> dict[str, list[dict[str, Any]]]:
         """Return ``{"messages": [...]}`` in OpenAI chat format; see ``RoleMessage.to_openai``.
 
+        Exports the loaded messages (all, unless loaded with ``last=``), in order.
+
         Args:
             include_private: Also export private messages.
             image_url: Maps each GridFS reference (``gridfs:<id>``) to a URL your app
                 serves, instead of inlining the image as a data URI.
+
+        Returns:
+            ``{"messages": [...]}``, one OpenAI chat message per message.
+
+        Raises:
+            ImageNotFoundError: An image stored in GridFS is missing (without
+                ``image_url``).
         """
         messages = self.messages(include_private, resolve_images=image_url is None)
         if image_url is not None:
@@ -1021,8 +1222,32 @@ class RoleThread:
     ) -> RoleThread:
         """Build and store a thread from OpenAI chat messages, in one write.
 
+        Each message keeps its ``role``; string content becomes the text, and content
+        parts are joined into text with an ``<image>`` placeholder where each image
+        stood, so ``to_openai()`` gives the same parts back. Messages get new ids and
+        the current time; the thread has no roles (``role_mapping`` is empty).
+
+        Each image ``url`` must be an ``http(s)`` URL or a data URI (no file is read).
+        A ``gridfs:<id>`` reference is accepted too and points the message at that
+        stored image, so do not pass such URLs on from untrusted clients.
+
+        Args:
+            messages: OpenAI chat messages: dicts with a string ``role`` and a
+                ``content`` that is a string or a list of ``text`` and ``image_url``
+                parts.
+            owner_id: Who owns the thread.
+            public: Whether the thread is public.
+            name: A display name.
+            metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
+            store: The store to use; the configured default if omitted.
+
+        Returns:
+            The new thread, at version 0.
+
         Raises:
-            InvalidInputError: A message is not of the OpenAI shape; nothing was written.
+            InvalidInputError: A message is not of the OpenAI shape, or a field is not
+                acceptable; nothing was written.
+            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
         """
         if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
             raise InvalidInputError("messages must be a list of OpenAI chat messages")
@@ -1035,7 +1260,17 @@ class RoleThread:
         return cls._create(state, store)
 
     def to_v1(self) -> V1RoleThread:
-        """Return the exchange schema of this thread (``version`` as text), images inlined."""
+        """Return the exchange schema of this thread (``version`` as text), images inlined.
+
+        Holds the loaded messages (all, unless loaded with ``last=``), private ones
+        included, and ``name``, ``public`` and ``metadata`` as this object holds them.
+
+        Returns:
+            The thread as a ``V1RoleThread``, with ``remote`` None.
+
+        Raises:
+            ImageNotFoundError: An image stored in GridFS is missing.
+        """
         messages = self.messages()
         return V1RoleThread(
             owner_id=self.owner_id,
@@ -1054,8 +1289,21 @@ class RoleThread:
     def from_v1(cls, schema: V1RoleThread, *, store: ThreadStore | None = None) -> RoleThread:
         """Store a thread given as its exchange schema, keeping its ids, in one write.
 
+        The thread and its messages keep their ids and ``created`` times, and the
+        thread its ``updated`` time; each message's ``thread_id`` becomes the schema's
+        ``id``. The schema's ``version`` is not kept: the stored thread restarts at
+        version 0. Its ``remote`` is not kept either, and the thread has no expiry.
+
+        Args:
+            schema: The thread, e.g. from ``to_v1()`` or the original threadmem.
+            store: The store to use; the configured default if omitted.
+
+        Returns:
+            The new thread, at version 0.
+
         Raises:
             InvalidInputError: The schema is invalid, or a thread with its id exists.
+            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
         """
         if not isinstance(schema, V1RoleThread):
             raise InvalidInputError(f"from_v1() takes a V1RoleThread, got {type(schema).__name__}")

@@ -11,6 +11,12 @@ configure(uri="mongodb://localhost:27017")
 thread = await AsyncRoleThread.create(owner_id="bot-1", name="support")
 await thread.post(role="user", msg="Hey there!")
 ```
+
+Where the two differ: a thread is created with ``await AsyncRoleThread.create(...)``
+(the constructor cannot write, and raises ``TypeError``); ``watch`` and ``watch_all``
+are read with ``async for``; ``RoleMessage.find`` is ``AsyncRoleThread.find_messages``;
+and ``configure`` does not take ``mongomock://``. Call ``await close()`` before the
+event loop ends to close the client the library created.
 """
 
 from threadmem_mongo._async_store import AsyncThreadStore

@@ -94,7 +94,7 @@ class VersionConflictError(ThreadMemError):
     """The thread changed since this object read it, so the change was not written.
 
     Call ``refresh()`` and apply the change again, or use
-    :meth:`RoleThread.apply <threadmem_mongo.RoleThread.apply>`, which does that for you.
+    [`RoleThread.apply`][threadmem_mongo.RoleThread.apply], which does that for you.
 
     Attributes:
         thread_id: The thread whose write was refused.
@@ -151,7 +151,9 @@ class StoreUnavailableError(ThreadMemError):
     ``thread.add_msg(exc.unsent)``.
 
     Attributes:
-        unsent: For a failed post, the message it tried to append (else None).
+        unsent: For a ``post`` or ``add_msg`` whose append failed, the message it tried
+            to append; else None (also when the failure came earlier, while storing
+            the message's images in GridFS: then nothing was appended).
     """
 
     unsent: Any = None
