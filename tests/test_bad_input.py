@@ -353,3 +353,43 @@ def test_metadata_over_16mb_is_refused_before_sending(thread: RoleThread, raw: R
     with pytest.raises(ThreadTooLargeError):
         thread.save()
     assert snapshot(raw) == before
+
+
+def test_edit_leaving_placeholders_that_do_not_match_the_images_writes_nothing(
+    raw: Raw,
+) -> None:
+    thread = RoleThread()
+    message = thread.post("user", "look <image> and <image>", images=[URL, URL])
+    before = snapshot(raw)
+    with pytest.raises(InvalidInputError, match="placeholder"):
+        thread.update_message(message.id, text="only <image>")
+    assert snapshot(raw) == before
+
+
+def test_added_message_pointing_at_a_stored_image_is_refused(raw: Raw) -> None:
+    owner = RoleThread()
+    owner.post("user", "private picture", images=["data:image/png;base64," + "A" * 50_000])
+    ref = owner.messages(resolve_images=False)[0].images[0]
+    assert ref.startswith("gridfs:")
+    intruder = RoleThread()
+    before = snapshot(raw)
+    with pytest.raises(ImageFormatError):
+        intruder.add_msg(RoleMessage(role="user", text="mine now", images=[ref]))
+    with pytest.raises(ImageFormatError):
+        RoleThread.from_openai(
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": ref}}]}]
+        )
+    assert snapshot(raw) == before
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: V1RoleMessage(id="m", role="user", text=5, created=1.0),
+        lambda: V1RoleThread(public="yes please", id="t", messages=[], created=1, updated=1),
+    ],
+    ids=["message", "thread"],
+)
+def test_invalid_v1_schemas_raise_invalid_input(build: Callable[[], object]) -> None:
+    with pytest.raises(InvalidInputError):
+        build()

@@ -607,7 +607,9 @@ def test_renumbered_messages_get_new_ids_and_the_new_thread() -> None:
 
 
 def test_gridfs_image_references_are_listed_in_blobs() -> None:
-    message = make_message(images=[URL, "gridfs:abc", "gridfs:def"])
+    # References are written by the library only (after storing the image), so the
+    # message is made the way the library makes it, without input checks.
+    message = make_message().model_copy(update={"images": [URL, "gridfs:abc", "gridfs:def"]})
     doc = _document.message_to_document(message)
     assert doc["blobs"] == ["abc", "def"]
     assert doc["images"] == [URL, "gridfs:abc", "gridfs:def"]
@@ -845,6 +847,12 @@ def test_placeholder_at_start_gives_image_first() -> None:
         {"type": "image_url", "image_url": {"url": URL}},
         {"type": "text", "text": "what is it?"},
     ]
+
+
+def test_messages_built_from_input_refuse_gridfs_references() -> None:
+    # A reference from input could point a message at another user's stored image.
+    with pytest.raises(ImageFormatError):
+        make_message(images=["gridfs:6650c4a1b2c3d4e5f6a7b8c9"])
 
 
 def test_placeholder_count_mismatch_is_invalid_input() -> None:

@@ -30,7 +30,13 @@ from threadmem_mongo._events import (
 )
 from threadmem_mongo._images import IMAGE_PLACEHOLDER, ImageInput, is_blob_ref, normalize_images
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
-from threadmem_mongo._models import RoleMessage, V1Role, V1RoleThread, new_id
+from threadmem_mongo._models import (
+    RoleMessage,
+    V1Role,
+    V1RoleThread,
+    check_placeholders,
+    new_id,
+)
 from threadmem_mongo._openai import message_fields_from_openai
 from threadmem_mongo.errors import (
     InvalidInputError,
@@ -617,6 +623,7 @@ class AsyncRoleThread:
             index, old = await self._find_message(message_id)
             if "text" in changes:
                 _validation.check_text(changes["text"], has_images=bool(old.images))
+                check_placeholders(changes["text"], len(old.images))
             new = old.model_copy(update=changes)
             delta = self._size_delta(old, new)
             built = _updates.edit_message(

@@ -75,10 +75,14 @@ def normalize_image(image: ImageInput, index: int = 0) -> str:
 
 
 def check_stored_image(image: object, index: int = 0) -> str:
-    """Return ``image`` if a message may store it as it is: an http(s) URL, a data URI,
-    or a GridFS reference; else raise ``ImageFormatError``."""
+    """Return ``image`` if a message may store it as it is: an http(s) URL or a data URI;
+    else raise ``ImageFormatError``.
+
+    GridFS references are refused: only the library writes them, after storing the
+    image, so input can never point a message at someone else's stored image.
+    """
     if isinstance(image, str):
-        if image.startswith(("http://", "https://")) or is_blob_ref(image):
+        if image.startswith(("http://", "https://")):
             return image
         if image.startswith("data:"):
             return _checked_data_uri(image, index)

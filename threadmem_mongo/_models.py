@@ -21,6 +21,17 @@ if TYPE_CHECKING:
     from threadmem_mongo._store import ThreadStore
 
 
+def check_placeholders(text: str, images: int) -> None:
+    """Raise ``InvalidInputError`` unless ``text`` has no ``<image>`` placeholder or one per
+    image (text without images may say ``<image>`` as it likes)."""
+    placeholders = text.count(IMAGE_PLACEHOLDER)
+    if images and placeholders not in (0, images):
+        raise InvalidInputError(
+            f"the text has {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) but the "
+            f"message has {images} image(s); use one placeholder per image, or none"
+        )
+
+
 def new_id() -> str:
     """Return a new random id (uuid4, as a string)."""
     return str(uuid.uuid4())
@@ -81,6 +92,12 @@ class V1RoleMessage(BaseModel):
     created: float
     thread_id: str | None = None
 
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidInputError(f"invalid V1RoleMessage: {exc}") from exc
+
 
 class V1RoleThread(BaseModel):
     """Exchange schema of a thread with its messages and roles.
@@ -116,6 +133,12 @@ class V1RoleThread(BaseModel):
     created: float
     updated: float
     remote: str | None = None
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidInputError(f"invalid V1RoleThread: {exc}") from exc
 
 
 class RoleMessage(BaseModel):
@@ -162,13 +185,7 @@ class RoleMessage(BaseModel):
         _validation.check_metadata(self.metadata)
         for index, image in enumerate(self.images):
             check_stored_image(image, index)
-        placeholders = self.text.count(IMAGE_PLACEHOLDER)
-        if self.images and placeholders not in (0, len(self.images)):
-            raise InvalidInputError(
-                f"the text has {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) but the "
-                f"message has {len(self.images)} image(s); use one placeholder per image, "
-                "or none"
-            )
+        check_placeholders(self.text, len(self.images))
 
     def to_openai(self) -> dict[str, Any]:
         """Return the message in OpenAI chat format.
@@ -198,7 +215,9 @@ class RoleMessage(BaseModel):
         """Find messages across all threads by equality on ``id``, ``role``,
         ``thread_id`` and ``text``.
 
-        Only the matching messages are read, never whole threads. Results are ordered by
+        Only the matching messages are sent back, never whole threads (the server reads
+        the threads that hold a match, found through the ``messages.id`` index when
+        ``id`` is given). Results are ordered by
         thread creation time, then by position in the thread. The async API has
         ``AsyncRoleThread.find_messages``.
 

@@ -586,6 +586,8 @@ class ThreadStore:
         Raises:
             ConfigurationError: The server has no change streams (standalone, mongomock).
             StoreUnavailableError: The server stayed unreachable for ``reconnect_timeout``.
+            ThreadMemError: The server ended the stream with an error that cannot be
+                resumed (for example, the resume token has left the oplog).
         """
         token = resume_after
         opened = False
