@@ -1,0 +1,87 @@
+"""Section 7: peak RSS of a fresh process that loads one long thread, whole or its tail."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import bson
+
+from bench.measure import summary
+from bench.plan import Plan, prefill_messages
+from bench.targets import DATABASE, Target, has_last
+from threadmem_mongo import RoleThread
+
+COLLECTION = "memory"
+ROOT = Path(__file__).resolve().parent.parent
+
+MODES = (
+    ("baseline", "imports and a connection, nothing loaded"),
+    ("whole", "`RoleThread.get(id)`: the whole thread"),
+    ("last", "`RoleThread.get(id, last=20)`"),
+    ("raw-whole", "raw pymongo `find_one` of the whole document (reference)"),
+    ("raw-slice", "raw pymongo `find_one` with `$slice: -20` (reference)"),
+)
+
+
+def _child(uri: str, thread_id: str, mode: str) -> dict[str, Any]:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.memory_child",
+            "--uri",
+            uri,
+            "--database",
+            DATABASE,
+            "--collection",
+            COLLECTION,
+            "--thread-id",
+            thread_id,
+            "--mode",
+            mode,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"memory child ({mode}) failed: {completed.stderr.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def memory(uri: str, target: Target, plan: Plan) -> dict[str, Any]:
+    store = target.store(COLLECTION)
+    thread = RoleThread.from_openai(prefill_messages(plan.memory_length), store=store)
+    document = target.collection(COLLECTION).find_one({"_id": thread.id})
+    size = len(bson.encode(document)) if document is not None else 0
+    rows: list[dict[str, Any]] = []
+    for mode, label in MODES:
+        if mode == "last" and not has_last():
+            rows.append(
+                {
+                    "mode": mode,
+                    "label": label,
+                    "not_available": "`RoleThread.get` has no `last=` yet",
+                }
+            )
+            continue
+        runs = [_child(uri, thread.id, mode) for _ in range(plan.memory_reps)]
+        rows.append(
+            {
+                "mode": mode,
+                "label": label,
+                "messages": runs[0]["messages"],
+                "peak_mib": summary([r["peak_kib"] / 1024 for r in runs]),
+                "over_baseline_mib": summary(
+                    [(r["peak_kib"] - r["baseline_kib"]) / 1024 for r in runs]
+                ),
+            }
+        )
+    return {"length": plan.memory_length, "document_bytes": size, "rows": rows}

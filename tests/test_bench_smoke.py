@@ -1,0 +1,93 @@
+"""``python -m bench --smoke`` runs offline and writes the page with all its tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.wire, pytest.mark.slow]
+
+SECTIONS = (
+    "## Headline",
+    "## Machine",
+    "## How to reproduce",
+    "## 1. Post cost versus thread length",
+    "## 2. The original threadmem 0.2.39 (SQLite)",
+    "## 3. Peer MongoDB stores",
+    "## 4. The floor: raw pymongo",
+    "## 5. Round trips and bytes per operation",
+    "## 6. Concurrency",
+    "## 7. Memory",
+    "## What could not run, and why",
+)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("bench")
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    page = out / "benchmarks.md"
+    assert page.is_file(), completed.stderr[-4000:]
+    return out, page.read_text(encoding="utf-8")
+
+
+def test_page_has_every_section(smoke_run: tuple[Path, str]) -> None:
+    _out, text = smoke_run
+    for heading in SECTIONS:
+        assert heading in text, heading
+    assert "Smoke run" in text
+
+
+def test_ratio_line_against_raw_pymongo(smoke_run: tuple[Path, str]) -> None:
+    _out, text = smoke_run
+    line = next(line for line in text.splitlines() if "Post vs raw pymongo floor" in line)
+    assert re.search(r"\d+\.\d\dx \(\d+\.\d\d\u2013\d+\.\d\d\) at 10 messages", line), line
+    assert "at 100 messages" in line
+
+
+def test_tables_hold_measurements(smoke_run: tuple[Path, str]) -> None:
+    _out, text = smoke_run
+    # Section 1: a row per thread length, with a latency and a paired ratio.
+    assert re.search(r"^\| 10 \| [\d.]+ (ms|µs) .*\| \d+\.\d\dx ", text, re.MULTILINE)
+    assert re.search(r"^\| 100 \| [\d.]+ (ms|µs) .*\| \d+\.\d\dx ", text, re.MULTILINE)
+    # Section 5: a post is one round trip.
+    assert re.search(r"^\| post \| 1 \| `(update|findAndModify)` \|", text, re.MULTILINE)
+    # Section 6: every row reports zero lost, missing and duplicated messages.
+    rows = [line for line in text.splitlines() if line.startswith(("| threads |", "| processes |"))]
+    assert len(rows) == 16, rows
+    for row in rows:
+        assert row.rstrip().endswith("| 0 | 0 | 0 |"), row
+    # Section 7: a row for loading the whole thread.
+    assert re.search(r"^\| `RoleThread.get\(id\)`: the whole thread \| 500 \|", text, re.MULTILINE)
+
+
+def test_smoke_skips_the_venvs(smoke_run: tuple[Path, str]) -> None:
+    _out, text = smoke_run
+    assert text.count("not run: skipped in --smoke mode") >= 2
+
+
+def test_plots_are_written(smoke_run: tuple[Path, str]) -> None:
+    out, text = smoke_run
+    names = re.findall(r"!\[(bench-[\w-]+\.png)\]", text)
+    if importlib.util.find_spec("matplotlib") is None:
+        assert not names
+        assert "pip install matplotlib" in text
+        return
+    assert {"bench-post-latency.png", "bench-concurrency.png", "bench-memory.png"} <= set(names)
+    for name in names:
+        assert (out / name).stat().st_size > 1000, name
