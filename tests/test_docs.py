@@ -9,7 +9,8 @@
   previous non-blank line is ``<!-- not-run -->`` is skipped, and so is a block that only
   includes a file with ``--8<--`` (those files are run by their own tests below).
 * Every name in ``threadmem_mongo.__all__`` is rendered by a ``::: threadmem_mongo.NAME``
-  line in docs/reference/.
+  line in docs/reference/, and every name in ``threadmem_mongo.aio.__all__`` by a
+  ``::: threadmem_mongo.aio.NAME`` line.
 * The examples the guides include (migration, FastAPI app, two bots) work.
 """
 
@@ -79,6 +80,18 @@ def test_api_reference_covers_every_public_name() -> None:
         rendered.update(re.findall(r"^:::\s*threadmem_mongo\.(\w+)\s*$", page.read_text(), re.M))
     missing = sorted(set(threadmem_mongo.__all__) - rendered)
     assert not missing, f"not in docs/reference/*.md as '::: threadmem_mongo.NAME': {missing}"
+
+
+def test_api_reference_covers_every_public_name_of_the_async_api() -> None:
+    import threadmem_mongo.aio
+
+    rendered = set()
+    for page in (DOCS / "reference").glob("*.md"):
+        rendered.update(
+            re.findall(r"^:::\s*threadmem_mongo\.aio\.(\w+)\s*$", page.read_text(), re.M)
+        )
+    missing = sorted(set(threadmem_mongo.aio.__all__) - rendered)
+    assert not missing, f"not in docs/reference/*.md as '::: threadmem_mongo.aio.NAME': {missing}"
 
 
 def test_errors_page_shows_the_exception_tree() -> None:

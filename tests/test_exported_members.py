@@ -17,6 +17,7 @@ EXPECTED = {
     "RoleMessage",
     "RoleThread",
     "StoreUnavailableError",
+    "ThreadEvent",
     "ThreadMemError",
     "ThreadNotFoundError",
     "ThreadStore",

@@ -1,6 +1,7 @@
 """Persistent multi-role chat threads for LLM apps, one MongoDB document per thread."""
 
 from threadmem_mongo._config import configure
+from threadmem_mongo._events import ThreadEvent
 from threadmem_mongo._models import RoleMessage, V1Role, V1RoleMessage, V1RoleThread
 from threadmem_mongo._store import ThreadStore
 from threadmem_mongo._thread import RoleThread
@@ -26,6 +27,7 @@ __all__ = [
     "RoleMessage",
     "RoleThread",
     "StoreUnavailableError",
+    "ThreadEvent",
     "ThreadMemError",
     "ThreadNotFoundError",
     "ThreadStore",
