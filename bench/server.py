@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
+from threadmem_mongo._embedded import HOST, answers, find_executable, free_port, server_command
 
 EXECUTABLE = "secantusd-py"
 START_TIMEOUT = 30.0
@@ -21,39 +18,6 @@ START_ATTEMPTS = 3
 
 class ServerError(RuntimeError):
     """The wire server could not be found or started."""
-
-
-def find_executable() -> str:
-    """Return ``secantusd-py`` beside ``sys.executable``, else from ``PATH``."""
-    beside = Path(sys.executable).parent / EXECUTABLE
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which(EXECUTABLE)
-    if found is None:
-        raise ServerError(
-            f"{EXECUTABLE} not found beside {sys.executable} or on PATH "
-            "(pip install 'threadmem-mongo[bench]')"
-        )
-    return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answers(uri: str) -> bool:
-    client: MongoClient[dict[str, Any]] = MongoClient(
-        uri, serverSelectionTimeoutMS=300, connectTimeoutMS=300
-    )
-    try:
-        client.admin.command("ping")
-        return True
-    except PyMongoError:
-        return False
-    finally:
-        client.close()
 
 
 class WireServer:
@@ -67,24 +31,19 @@ class WireServer:
 
     def start(self) -> str:
         executable = find_executable()
+        if executable is None:
+            raise ServerError(
+                f"{EXECUTABLE} not found beside {sys.executable} or on PATH "
+                "(pip install 'threadmem-mongo[bench]')"
+            )
         log_path = self._workdir / "server.log"
         for _attempt in range(START_ATTEMPTS):
             self.port = free_port()
-            self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+            self.uri = f"mongodb://{HOST}:{self.port}/?directConnection=true"
             storage = self._workdir / f"data-{self.port}"
             with open(log_path, "ab") as log:
                 self._process = subprocess.Popen(
-                    [
-                        executable,
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(self.port),
-                        "--storage-path",
-                        str(storage),
-                        "--log-level",
-                        "WARNING",
-                    ],
+                    server_command(executable, self.port, storage, "--log-level", "WARNING"),
                     cwd=self._workdir,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -92,7 +51,7 @@ class WireServer:
                 )
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline and self._process.poll() is None:
-                if answers(self.uri):
+                if answers(HOST, self.port, timeout=0.3):
                     return self.uri
                 time.sleep(0.2)
             self._kill()

@@ -8,15 +8,7 @@ APIs called without ``store=`` land in the same place.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,17 +18,15 @@ import mongomock
 import pytest
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
+from servers import SecantusServer
 
 import threadmem_mongo
 from threadmem_mongo import ThreadStore, _config
 
 EXTERNAL_URI_ENV = "THREADMEM_TEST_MONGODB_URI"
 HOME_ENV = "THREADMEM_HOME"
-SERVER_EXECUTABLE = "secantusd-py"
 START_TIMEOUT = 20.0
 START_ATTEMPTS = 3
-PR_SET_PDEATHSIG = 1
 
 Document = dict[str, Any]
 
@@ -57,99 +47,21 @@ BACKENDS = _backend_params()
 # -- the SecantusDB server -------------------------------------------------------------
 
 
-def _server_executable() -> str:
-    beside = Path(sys.executable).parent / SERVER_EXECUTABLE
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which(SERVER_EXECUTABLE)
-    if found is None:
-        pytest.fail(
-            f"{SERVER_EXECUTABLE} not found beside {sys.executable} or on PATH: "
-            "install the test extra (pip install -e '.[test]')"
-        )
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers_hello(uri: str) -> bool:
-    client: MongoClient[Document] = MongoClient(
-        uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250
-    )
-    try:
-        client.admin.command("hello")
-        return True
-    except PyMongoError:
-        return False
-    finally:
-        client.close()
-
-
-def _die_with_parent() -> None:
-    """In the server process (Linux): get SIGTERM when pytest dies, even if it is killed."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # the fixture's own teardown still stops the server
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-
 @pytest.fixture(scope="session")
 def wire_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start an in-memory SecantusDB server for the session and yield its URI."""
-    executable = _server_executable()
-    workdir = tmp_path_factory.mktemp("secantus")
-    log_path = workdir / "server.log"
-    for _attempt in range(START_ATTEMPTS):
-        port = _free_port()
-        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                [
-                    executable,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--storage-path",
-                    ":memory:",
-                    "--enable-test-commands",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,  # keep it from picking up a secantusd.toml of the repo
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while process.poll() is None and time.monotonic() < deadline:
-            if _answers_hello(uri):
-                break
-            time.sleep(0.05)
-        else:
-            _stop(process)
-            continue  # exited (port taken?) or too slow: try again on another port
-        try:
-            yield uri
-        finally:
-            _stop(process)
-        return
-    tail = log_path.read_text(errors="replace")[-4000:]
-    pytest.fail(f"{SERVER_EXECUTABLE} did not answer hello within {START_TIMEOUT}s:\n{tail}")
+    server = SecantusServer(
+        tmp_path_factory.mktemp("secantus"),
+        ":memory:",
+        "--enable-test-commands",
+        start_timeout=START_TIMEOUT,
+        attempts=START_ATTEMPTS,
+    )
+    uri = server.start()
+    try:
+        yield uri
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

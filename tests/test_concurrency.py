@@ -284,3 +284,59 @@ def test_processes_applying_increments_lose_no_update(
     assert doc["version"] == landed
     assert sum(calls for _, calls, _ in reports) >= landed
     assert all(1 <= version <= landed for _, _, version in reports)
+
+
+def test_object_behind_others_appends_catches_up_without_reading_the_whole_thread(
+    wire_uri: str,
+) -> None:
+    import uuid
+
+    from pymongo import MongoClient, monitoring
+
+    class Commands(monitoring.CommandListener):
+        def __init__(self) -> None:
+            self.names: list[str] = []
+            self.reply_bytes = 0
+
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            self.names.append(event.command_name)
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            self.reply_bytes += len(bson.encode(event.reply))
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    listener = Commands()
+    watched_client: MongoClient[dict[str, Any]] = MongoClient(wire_uri, event_listeners=[listener])
+    database = f"tm_test_{uuid.uuid4().hex}"
+    try:
+        store = ThreadStore(watched_client[database]["threads"])
+        mine = RoleThread(store=store)
+        for i in range(200):
+            mine.post("user", f"old {i} " + "x" * 200)
+        other = RoleThread.get(mine.id, store=store)
+        other.post("assistant", "from the other writer")
+        listener.names.clear()
+        listener.reply_bytes = 0
+        posted = mine.post("user", "mine, after theirs")
+        # Pinned update (missed), the unpinned append, and one read of what came after.
+        assert listener.names == ["update", "update", "aggregate"]
+        assert listener.reply_bytes < 4_000  # not the 200 earlier messages
+        stored_ids = [m["id"] for m in store.collection.find_one({"_id": mine.id})["messages"]]
+        assert [m.id for m in mine.messages()] == stored_ids
+        assert mine.messages()[-1].id == posted.id
+        assert mine.version == 202
+        # Any change other than an append makes it read the whole thread instead.
+        other.refresh()
+        other.name = "renamed"
+        other.save()
+        other.post("assistant", "and another")
+        mine.post("user", "one more")
+        assert mine.name == "renamed"
+        assert [m.id for m in mine.messages()] == [
+            m["id"] for m in store.collection.find_one({"_id": mine.id})["messages"]
+        ]
+    finally:
+        watched_client.drop_database(database)
+        watched_client.close()

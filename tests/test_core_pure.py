@@ -324,6 +324,9 @@ def test_messages_after_pipeline_slices_after_the_anchor() -> None:
         {
             "$project": {
                 "version": 1,
+                "message_count": 1,
+                "size_bytes": 1,
+                "updated": 1,
                 "messages": 1,
                 "index": {
                     "$indexOfArray": [{"$map": {"input": "$messages", "in": "$$this.id"}}, MID]
@@ -333,6 +336,9 @@ def test_messages_after_pipeline_slices_after_the_anchor() -> None:
         {
             "$project": {
                 "version": 1,
+                "message_count": 1,
+                "size_bytes": 1,
+                "updated": 1,
                 "index": 1,
                 "page": {
                     "$slice": [

@@ -13,12 +13,7 @@ does the error reach the library.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +23,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
+from servers import SecantusServer
 
 import threadmem_mongo
 from threadmem_mongo import (
@@ -43,7 +38,6 @@ pytestmark = pytest.mark.wire
 Document = dict[str, Any]
 Arm = Callable[[Any, Document], None]
 
-SERVER_EXECUTABLE = "secantusd-py"
 START_TIMEOUT = 30.0
 WAIT = 30.0
 #: The socket timeout of the client used with blocking fail points, and how long the
@@ -307,98 +301,20 @@ def test_post_held_back_past_both_attempts_raises_and_its_retry_lands_it_once(
 # -- a server of this test's own ------------------------------------------------------------------
 
 
-def server_executable() -> str:
-    beside = Path(sys.executable).parent / SERVER_EXECUTABLE
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which(SERVER_EXECUTABLE)
-    if found is None:
-        pytest.fail(f"{SERVER_EXECUTABLE} not found: pip install -e '.[test]'")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answers_hello(uri: str) -> bool:
-    client: MongoClient[Document] = MongoClient(
-        uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250
-    )
-    try:
-        client.admin.command("hello")
-        return True
-    except PyMongoError:
-        return False
-    finally:
-        client.close()
-
-
-class OwnServer:
-    """A SecantusDB server on a fixed port and storage folder, to stop and start again."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.storage = workdir / "data"
-        self.log = workdir / "server.log"
-        self.port = free_port()
-        self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    server_executable(),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--storage-path",
-                    str(self.storage),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while self.process.poll() is None and time.monotonic() < deadline:
-            if answers_hello(self.uri):
-                return
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"{SERVER_EXECUTABLE} did not start:\n{self.log.read_text()[-4000:]}")
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def exited(self) -> bool:
-        return self.process is None or self.process.poll() is not None
-
-    def stop(self) -> None:
-        """Kill it: its data is this test's temporary folder, nothing to shut down for."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=15)
-
-
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[OwnServer]:
-    server = OwnServer(tmp_path)
+def own_server(tmp_path: Path) -> Iterator[SecantusServer]:
+    """A server on a storage folder of this test, to stop and start again on its port."""
+    server = SecantusServer(tmp_path, tmp_path / "data", start_timeout=START_TIMEOUT)
     server.start()
     try:
         yield server
     finally:
         threadmem_mongo._config.reset()  # close the library's client before the server
-        server.stop()
+        server.kill()  # its data is this test's temporary folder, nothing to shut down for
 
 
 def test_server_stopped_and_restarted_under_a_run_of_posts_loses_and_repeats_nothing(
-    own_server: OwnServer,
+    own_server: SecantusServer,
 ) -> None:
     threadmem_mongo.configure(uri=own_server.uri, timeout=2)
     thread = RoleThread(name="through a restart")
@@ -450,7 +366,7 @@ def test_server_stopped_and_restarted_under_a_run_of_posts_loses_and_repeats_not
 
 
 def test_calls_on_a_server_that_died_raise_store_unavailable_within_seconds(
-    own_server: OwnServer,
+    own_server: SecantusServer,
 ) -> None:
     threadmem_mongo.configure(uri=own_server.uri, timeout=0.5)
     thread = RoleThread(name="before the server died")

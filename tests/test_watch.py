@@ -17,8 +17,6 @@ import io
 import multiprocessing
 import os
 import random
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +30,7 @@ import mongomock
 import pytest
 from PIL import Image
 from pymongo import AsyncMongoClient, MongoClient, monitoring
-from pymongo.errors import PyMongoError
+from servers import SecantusServer
 
 import threadmem_mongo
 from threadmem_mongo import (
@@ -56,7 +54,6 @@ IDLE = 15.0
 #: How long a test waits for a watcher to report something.
 DEADLINE = 20.0
 PROCESS_POSTS = 12
-SERVER_EXECUTABLE = "secantusd-py"
 START_TIMEOUT = 20.0
 
 
@@ -133,94 +130,17 @@ class Watcher:
 # -- servers of our own ---------------------------------------------------------------------
 
 
-def _server_executable() -> str:
-    beside = Path(sys.executable).parent / SERVER_EXECUTABLE
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which(SERVER_EXECUTABLE)
-    if found is None:
-        pytest.fail(f"{SERVER_EXECUTABLE} not found beside {sys.executable} or on PATH")
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers_hello(uri: str) -> bool:
-    client: MongoClient[Document] = MongoClient(
-        uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250
-    )
-    try:
-        client.admin.command("hello")
-        return True
-    except PyMongoError:
-        return False
-    finally:
-        client.close()
-
-
-class OwnServer:
-    """A SecantusDB server this test starts, restarts and stops on one port and path."""
-
-    def __init__(self, workdir: Path, storage: str, *flags: str) -> None:
-        self.workdir = workdir
-        self.storage = storage
-        self.flags = flags
-        self.port = _free_port()
-        self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log_path = self.workdir / "server.log"
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    _server_executable(),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--storage-path",
-                    self.storage,
-                    *self.flags,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,  # keep it from picking up a secantusd.toml of the repo
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while self.process.poll() is None and time.monotonic() < deadline:
-            if _answers_hello(self.uri):
-                return
-            time.sleep(0.05)  # polling for the server to come up, under a deadline
-        self.stop()
-        tail = log_path.read_text(errors="replace")[-3000:]
-        pytest.fail(f"{SERVER_EXECUTABLE} did not answer hello on {self.port}:\n{tail}")
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
-
-
 @pytest.fixture
-def own_server_factory(tmp_path: Path) -> Iterator[Callable[..., OwnServer]]:
+def own_server_factory(tmp_path: Path) -> Iterator[Callable[..., SecantusServer]]:
     """Make servers of this test; every one still running at the end is stopped."""
-    made: list[OwnServer] = []
+    made: list[SecantusServer] = []
 
-    def make(storage: str | None = None, *flags: str) -> OwnServer:
+    def make(storage: str | None = None, *flags: str) -> SecantusServer:
         workdir = tmp_path / f"server-{len(made)}"
         workdir.mkdir()
-        server = OwnServer(workdir, storage or str(workdir / "data"), *flags)
+        server = SecantusServer(
+            workdir, storage or workdir / "data", *flags, start_timeout=START_TIMEOUT
+        )
         made.append(server)
         return server
 
@@ -610,7 +530,7 @@ def test_watch_all_with_owner_reports_only_that_owners_threads(wire_store: Threa
 
 @pytest.mark.slow
 def test_watcher_survives_a_server_restart_without_missing_or_repeating(
-    own_server_factory: Callable[..., OwnServer],
+    own_server_factory: Callable[..., SecantusServer],
 ) -> None:
     server = own_server_factory()
     server.start()
@@ -755,7 +675,7 @@ def test_idle_timeout_ends_a_quiet_watch(wire_store: ThreadStore) -> None:
 
 
 def test_watch_on_a_standalone_server_says_a_replica_set_is_needed(
-    own_server_factory: Callable[..., OwnServer],
+    own_server_factory: Callable[..., SecantusServer],
 ) -> None:
     server = own_server_factory(":memory:", "--standalone")
     server.start()

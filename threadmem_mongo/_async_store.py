@@ -555,6 +555,31 @@ class AsyncThreadStore:
             raise MessageNotFoundError(thread_id, message_id)
         return int(found[0]["version"]), list(found[0]["page"])
 
+    async def catch_up(self, thread_id: str, message_id: str) -> Document | None:
+        """Return the thread's counters and the messages after ``message_id``, in one read.
+
+        Low-level: a step ``AsyncRoleThread`` uses to pick up what others appended
+        without reading the whole thread; apps call ``refresh`` instead.
+
+        Args:
+            thread_id: The thread to read.
+            message_id: The last message the caller holds.
+
+        Returns:
+            ``{"version", "message_count", "size_bytes", "updated", "index", "page"}``
+            (``index`` -1 when the message is gone), or None when the thread is gone or
+            this server cannot run the aggregation (mongomock).
+        """
+        with translated_errors(thread_id):
+            try:
+                cursor = await self._collection.aggregate(
+                    _updates.messages_after_pipeline(thread_id, message_id)
+                )
+                found = [doc async for doc in cursor]
+            except NotImplementedError:
+                return None
+        return found[0] if found else None
+
     # -- change streams ----------------------------------------------------------------
 
     async def changes(

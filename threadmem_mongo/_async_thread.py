@@ -495,11 +495,39 @@ class AsyncRoleThread:
                 state.message_count += 1
                 state.updated = now
                 self._resolved.update(zip(images, message.images, strict=True))
-            else:
-                # Someone else changed the thread in between (or this message had landed
-                # before): read it again so this object holds what the store holds.
+            elif not await self._catch_up():
+                # Someone else changed the thread in between other than by appending (or
+                # this message had landed before): read it again so this object holds
+                # what the store holds.
                 await self._reload()
         return message
+
+    async def _catch_up(self) -> bool:
+        """Pick up what others appended since this object's state, reading only that.
+
+        Returns:
+            False, changing nothing, unless every change since this object's version
+            was an append: then the object holds the store's state again.
+        """
+        state = self._state
+        if not state.messages:
+            return False
+        found = await self._store.catch_up(self.id, state.messages[-1].id)
+        if found is None or found["index"] < 0:
+            return False
+        page = list(found["page"])
+        version = int(found["version"])
+        count = int(found["message_count"])
+        # Every change raises the version by one and an append adds one message, so as
+        # many new messages as versions, at the end, means nothing else happened.
+        if version - state.version != len(page) or count != state.message_count + len(page):
+            return False
+        state.messages.extend(_document.message_from_document(doc, self.id) for doc in page)
+        state.version = version
+        state.message_count = count
+        state.size_bytes = int(found["size_bytes"])
+        state.updated = float(found["updated"])
+        return True
 
     async def messages(
         self, include_private: bool = True, *, resolve_images: bool = True

@@ -171,7 +171,7 @@ def _read_state(folder: Path) -> ServerInfo | None:
 def _live_server(folder: Path) -> ServerInfo | None:
     """Return the recorded server if its process is alive and answers on its port."""
     info = _recorded_server(folder)
-    if info is not None and _answers(info.host, info.port):
+    if info is not None and answers(info.host, info.port):
         return info
     return None
 
@@ -186,7 +186,7 @@ def _recorded_server(folder: Path) -> ServerInfo | None:
 
 def _answers_within(info: ServerInfo, patience: float) -> bool:
     deadline = time.monotonic() + patience
-    while not _answers(info.host, info.port, timeout=0.5):
+    while not answers(info.host, info.port, timeout=0.5):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
@@ -214,7 +214,7 @@ def _pid_alive(pid: int, data: Path | None = None) -> bool:
     return True
 
 
-def _answers(host: str, port: int, timeout: float = 2.0) -> bool:
+def answers(host: str, port: int, timeout: float = 2.0) -> bool:
     """Return whether a MongoDB server answers ``hello`` at ``host:port``."""
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
@@ -236,7 +236,13 @@ def _answers(host: str, port: int, timeout: float = 2.0) -> bool:
         client.close()
 
 
-def _free_port() -> int:
+def server_command(executable: str, port: int, storage: str | Path, *flags: str) -> list[str]:
+    """Return the command line of a server on loopback ``port`` keeping data in ``storage``."""
+    return [executable, "--host", HOST, "--port", str(port), "--storage-path", str(storage), *flags]
+
+
+def free_port() -> int:
+    """Return a TCP port on the loopback address that is free at the moment of asking."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
@@ -246,10 +252,10 @@ def _start(folder: Path) -> ServerInfo:
     executable = find_executable()
     if executable is None:
         raise ConfigurationError(INSTALL_HINT)
-    port = _free_port()
+    port = free_port()
     data = folder / DATA_DIR
     data.mkdir(exist_ok=True)
-    command = [executable, "--host", HOST, "--port", str(port), "--storage-path", str(data)]
+    command = server_command(executable, port, data)
     # A short-lived launcher starts the server in its own session and exits, so the server
     # is nobody's child: it outlives this process, a Ctrl-C in the app's terminal does not
     # reach it, and this process holds no handle of a child it never waits for.
@@ -267,7 +273,7 @@ def _start(folder: Path) -> ServerInfo:
         )
     pid = int(launched.stdout.strip())
     deadline = time.monotonic() + START_TIMEOUT
-    while not _answers(HOST, port, timeout=0.5):
+    while not answers(HOST, port, timeout=0.5):
         if not _pid_alive(pid) or time.monotonic() > deadline:
             _terminate(pid)
             raise StoreUnavailableError(

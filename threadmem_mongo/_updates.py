@@ -102,15 +102,22 @@ def one_message_projection(message_id: str) -> dict[str, Any]:
     return {"version": 1, "messages": {"$elemMatch": {"id": message_id}}}
 
 
+#: Counters returned with the messages after a given one, to tell whether only appends
+#: happened since (see ``AsyncThreadStore.catch_up``).
+CATCH_UP_FIELDS = ("version", "message_count", "size_bytes", "updated")
+
+
 def messages_after_pipeline(thread_id: str, message_id: str) -> list[dict[str, Any]]:
-    """Aggregation returning the messages after ``message_id`` (``index`` -1 if absent)."""
+    """Aggregation returning the messages after ``message_id`` (``index`` -1 if absent),
+    with the thread's version, message count, size and update time."""
     ids = {"$map": {"input": "$messages", "in": "$$this.id"}}
+    counters = {field: 1 for field in CATCH_UP_FIELDS}
     return [
         {"$match": by_id(thread_id)},
-        {"$project": {"version": 1, "messages": 1, "index": {"$indexOfArray": [ids, message_id]}}},
+        {"$project": {**counters, "messages": 1, "index": {"$indexOfArray": [ids, message_id]}}},
         {
             "$project": {
-                "version": 1,
+                **counters,
                 "index": 1,
                 "page": {
                     "$slice": [
