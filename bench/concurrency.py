@@ -3,7 +3,8 @@ thread each: throughput, conflicts, re-reads, and messages lost (read back to ch
 
 Each writer holds its own ``RoleThread`` object loaded by id, as separate request
 handlers or workers do. Appends never conflict; a writer whose object is behind the
-store re-reads the thread after its post, which the table counts as a re-read.
+store reads what came after its last message (one ``aggregate``) when only appends
+happened, and the whole thread (``find``) otherwise; the table counts both.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def run_writer(
         "conflicts": conflicts,
         "errors": errors,
         "last_error": last_error,
+        "catch_ups": sum(1 for name in window.commands if name == "aggregate"),
         "rereads": sum(1 for name in window.commands if name == "find"),
         "round_trips": window.round_trips,
     }
@@ -158,6 +160,7 @@ def _verify(
         "conflicts": sum(r["conflicts"] for r in results),
         "errors": sum(r["errors"] for r in results),
         "last_error": next((r["last_error"] for r in results if r["last_error"]), ""),
+        "catch_ups": sum(r["catch_ups"] for r in results),
         "rereads": sum(r["rereads"] for r in results),
         "round_trips": sum(r["round_trips"] for r in results),
         "lost": len(acked - set(stored_ids)),
@@ -202,6 +205,7 @@ def concurrency(uri: str, plan: Plan) -> dict[str, Any]:
                     "conflicts": sum(c["conflicts"] for c in runs),
                     "errors": sum(c["errors"] for c in runs),
                     "last_error": next((c["last_error"] for c in runs if c["last_error"]), ""),
+                    "catch_ups": sum(c["catch_ups"] for c in runs),
                     "rereads": sum(c["rereads"] for c in runs),
                     "round_trips": sum(c["round_trips"] for c in runs),
                     "lost": sum(c["lost"] for c in runs),

@@ -103,14 +103,15 @@ def round_trips(target: Target, plan: Plan) -> dict[str, Any]:
     record(
         "post after another writer's post",
         _after_other_writer(store, thread),
-        "the post, then a re-read of the whole thread (the object was behind)",
+        "the post pinned to the object's version (missed), again unpinned, then one read of "
+        "the messages after the object's last one (the object was behind)",
     )
     if has_last():
         windowed = RoleThread.get(thread.id, store=store, last=20)
         record(
             "post after another writer's post, object loaded with `last=20`",
             _after_other_writer(store, windowed),
-            "the post, then a re-read of the last 20 messages only",
+            "as above: only the messages after the object's last one are read",
         )
     fresh.delete()
     return {"length": length, "rows": rows}

@@ -898,12 +898,13 @@ class Page:
             "Afterwards every thread is read back: *lost* counts acknowledged posts that are "
             "not stored, *missing* counts attempted posts not stored, *duplicates* counts "
             "messages stored twice. *Conflicts* are `VersionConflictError`s raised (appends "
-            "never conflict). *Re-reads* count the whole-thread reads a writer's post made "
-            "because its object was behind the store (another writer had appended): each "
-            "costs a read of the whole document. *Round trips per post* counts every command "
-            "a writer sent while posting. *vs 1 writer* divides the throughput by that of one "
-            "writer in the same setting. Repetitions go round all the cells in turn. "
-            "The server answers from one process on a machine of "
+            "never conflict). When a writer's object was behind the store (another writer had "
+            "appended), its post reads what it missed: *catch-ups* count the reads of only the "
+            "messages after the object's last one (only appends had happened), *re-reads* the "
+            "reads of the whole thread (anything else had changed). *Round trips per post* "
+            "counts every command a writer sent while posting. *vs 1 writer* divides the "
+            "throughput by that of one writer in the same setting. Repetitions go round all "
+            "the cells in turn. The server answers from one process on a machine of "
             f"{self.meta['cpu_count']} CPUs shared with the writers, so more writers add "
             "no throughput here; what the rows compare is the cost per post.",
             "",
@@ -932,6 +933,7 @@ class Page:
                     if "round_trips" in row
                     else "—",
                     row["conflicts"],
+                    row.get("catch_ups", "—"),
                     row["rereads"],
                     row["lost"],
                     row["missing"],
@@ -949,6 +951,7 @@ class Page:
                     "vs 1 writer",
                     "Round trips per post",
                     "Conflicts",
+                    "Catch-ups",
                     "Re-reads",
                     "Lost",
                     "Missing",
