@@ -489,7 +489,12 @@ class RoleThread:
                 state.size_bytes += size
                 state.message_count += 1
                 state.updated = now
-                self._resolved.update(zip(images, message.images, strict=True))
+                # The posted data URIs are at hand: messages() need not read them back.
+                self._resolved.update(
+                    (ref, posted)
+                    for ref, posted in zip(images, message.images, strict=True)
+                    if is_blob_ref(ref)
+                )
             elif not self._catch_up():
                 # Someone else changed the thread in between other than by appending (or
                 # this message had landed before): read it again so this object holds
