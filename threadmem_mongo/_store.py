@@ -60,7 +60,8 @@ def _wait_or_raise(exc: Exception, failing_since: float | None, limit: float) ->
     """Return when failures began; raise once they have lasted ``limit`` seconds."""
     if isinstance(exc, OperationFailure) and exc.code in NO_CHANGE_STREAM_CODES:
         raise ConfigurationError(
-            "the server does not offer change streams: watch() needs a replica set"
+            "the server does not offer change streams: watch() needs MongoDB running as a "
+            "replica set (a single node is enough) or a sharded cluster"
         ) from exc
     if isinstance(exc, OperationFailure) and not exc.has_error_label("ResumableChangeStreamError"):
         raise translated(exc) from exc
@@ -658,20 +659,13 @@ class ThreadStore:
                 "this store (mongomock) has no change streams; watch() needs MongoDB running "
                 "as a replica set or sharded cluster"
             )
-        try:
-            return self._collection.watch(
-                [dict(stage) for stage in pipeline],
-                resume_after=token,
-                full_document=full_document,
-                max_await_time_ms=wait_ms,
-            )
-        except OperationFailure as exc:
-            if exc.code in NO_CHANGE_STREAM_CODES:
-                raise ConfigurationError(
-                    "the server does not offer change streams: watch() needs MongoDB running "
-                    "as a replica set (a single node is enough) or a sharded cluster"
-                ) from exc
-            raise
+        # A standalone server refuses here; _wait_or_raise turns that into the error.
+        return self._collection.watch(
+            [dict(stage) for stage in pipeline],
+            resume_after=token,
+            full_document=full_document,
+            max_await_time_ms=wait_ms,
+        )
 
     # -- images ------------------------------------------------------------------------
 

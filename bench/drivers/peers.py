@@ -102,6 +102,31 @@ async def paired_async(
     return peers, floors, ratios
 
 
+def _row(
+    length: int,
+    prefill: float,
+    messages_read: int,
+    timings: tuple[list[float], list[float], list[float], list[float], list[float]],
+    windows: tuple[Any, Any, Any],
+) -> dict[str, Any]:
+    """One table row of a peer store: timings summarised, traffic per operation."""
+    appends, floors, ratios, reads, lasts = timings
+    append_window, read_window, last_window = windows
+    return {
+        "length": length,
+        "prefill_seconds": prefill,
+        "messages_read": messages_read,
+        "append": summary(appends),
+        "floor": summary(floors),
+        "ratio_floor": summary(ratios),
+        "read": summary(reads),
+        "last20": summary(lasts),
+        "append_traffic": append_window.as_dict(),
+        "read_traffic": read_window.as_dict(),
+        "last20_traffic": last_window.as_dict(),
+    }
+
+
 def langchain(payload: dict[str, Any]) -> dict[str, Any]:
     from langchain_core.messages import AIMessage, HumanMessage
     from langchain_mongodb.chat_message_histories import MongoDBChatMessageHistory
@@ -162,19 +187,13 @@ def langchain(payload: dict[str, Any]) -> dict[str, Any]:
             with log.window() as last_window:
                 watched_last.messages  # noqa: B018
             rows.append(
-                {
-                    "length": length,
-                    "prefill_seconds": prefill,
-                    "messages_read": len(read),
-                    "append": summary(appends),
-                    "floor": summary(floors),
-                    "ratio_floor": summary(ratios),
-                    "read": summary(reads),
-                    "last20": summary(lasts),
-                    "append_traffic": append_window.as_dict(),
-                    "read_traffic": read_window.as_dict(),
-                    "last20_traffic": last_window.as_dict(),
-                }
+                _row(
+                    length,
+                    prefill,
+                    len(read),
+                    (appends, floors, ratios, reads, lasts),
+                    (append_window, read_window, last_window),
+                )
             )
     finally:
         client.close()
@@ -236,19 +255,13 @@ async def _agents(payload: dict[str, Any]) -> dict[str, Any]:
             with log.window() as last_window:
                 await watched.get_items(limit=20)
             rows.append(
-                {
-                    "length": length,
-                    "prefill_seconds": prefill,
-                    "messages_read": len(read),
-                    "append": summary(appends),
-                    "floor": summary(floors),
-                    "ratio_floor": summary(ratios),
-                    "read": summary(reads),
-                    "last20": summary(lasts),
-                    "append_traffic": append_window.as_dict(),
-                    "read_traffic": read_window.as_dict(),
-                    "last20_traffic": last_window.as_dict(),
-                }
+                _row(
+                    length,
+                    prefill,
+                    len(read),
+                    (appends, floors, ratios, reads, lasts),
+                    (append_window, read_window, last_window),
+                )
             )
     finally:
         await client.close()
