@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import mongomock
 import pytest
-from pymongo import MongoClient
+import pytest_asyncio
+from asyncmock import AsyncMockClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo.collection import Collection
 from servers import SecantusServer
 
 import threadmem_mongo
+import threadmem_mongo.aio
 from threadmem_mongo import ThreadStore, _config
+from threadmem_mongo.aio import AsyncThreadStore
 
 EXTERNAL_URI_ENV = "THREADMEM_TEST_MONGODB_URI"
 HOME_ENV = "THREADMEM_HOME"
@@ -42,6 +46,25 @@ def _backend_params() -> list[Any]:
 
 
 BACKENDS = _backend_params()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a test marked ``@pytest.mark.backends("wire", "mongodb", reason=...)`` only on
+    those backends, for behaviour that needs what mongomock lacks (change streams,
+    ``$indexOfArray``) or only mongomock shows. The reason is required, so no lane is
+    left out without one."""
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is None or "backend" not in metafunc.fixturenames:
+        return
+    if not marker.kwargs.get("reason"):
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: backends() needs reason=...")
+    unknown = set(marker.args) - {"mongomock", "wire", "mongodb"}
+    if unknown:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown backends {unknown}")
+    chosen = [param for param in BACKENDS if param.values[0] in marker.args]
+    # A parametrize mark on the test takes precedence over the backend fixture's params.
+    metafunc.definition.add_marker(pytest.mark.parametrize("backend", chosen, indirect=True))
 
 
 # -- the SecantusDB server -------------------------------------------------------------
@@ -179,3 +202,52 @@ def wire_store(
     threadmem_mongo.configure(client=wire_client, database=made.collection.database.name)
     yield made
     _config.reset()
+
+
+# -- the async API on every backend ------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def async_client(
+    backend: str, db_client: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
+    """An async client of the backend, for the test's event loop.
+
+    On mongomock, ``tests/asyncmock.py``'s adapter over ``db_client`` (mongomock has no
+    async client), so the sync and async views share one in-memory store; otherwise a new
+    ``AsyncMongoClient`` of the same server as ``db_client``, closed afterwards.
+    """
+    if backend == "mongomock":
+        yield AsyncMockClient(db_client)
+        return
+    uri = request.getfixturevalue("wire_uri" if backend == "wire" else "external_uri")
+    client: AsyncMongoClient[Document] = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest_asyncio.fixture
+async def async_store(async_client: Any, db_client: Any) -> AsyncIterator[AsyncThreadStore]:
+    """An async store on a fresh database of the backend (dropped afterwards).
+
+    It is the default store of ``threadmem_mongo.aio``, and the sync default store
+    (``threadmem_mongo.configure``) is set to the same database through ``db_client``, so
+    calls without ``store=`` in either API read and write the same threads.
+    """
+    name = f"tm_async_{uuid.uuid4().hex}"
+    threadmem_mongo.aio.configure(client=async_client, database=name)
+    threadmem_mongo.configure(client=db_client, database=name)
+    try:
+        yield _config.async_default_store()
+    finally:
+        _config.reset()
+        await async_client.drop_database(name)
+
+
+@pytest.fixture
+def async_raw(async_store: AsyncThreadStore, db_client: Any) -> Collection[Document]:
+    """The collection behind ``async_store`` through the sync client, for asserting on
+    stored documents."""
+    return db_client[async_store.collection.database.name][async_store.collection.name]

@@ -21,6 +21,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure
 
 from threadmem_mongo import _updates
 from threadmem_mongo._async_blobs import DEFAULT_BUCKET, AsyncBlobStore
+from threadmem_mongo._capabilities import has_change_streams, has_index_of_array
 from threadmem_mongo._driver import translated, translated_errors
 from threadmem_mongo._images import (
     DEFAULT_BLOB_THRESHOLD,
@@ -249,13 +250,12 @@ class AsyncThreadStore:
             return list((await self.load(thread_id, last=limit)).get("messages") or [])
         await self.ensure_indexes()
         with translated_errors(thread_id):
-            try:
+            if has_index_of_array(self._collection):
                 cursor = await self._collection.aggregate(
                     _updates.history_pipeline(thread_id, before, limit)
                 )
                 pages = [doc async for doc in cursor]
-            except NotImplementedError:
-                # mongomock lacks $indexOfArray: find the position from the ids instead.
+            else:
                 pages = await self._history_from_ids(thread_id, before, limit)
         if not pages:
             raise ThreadNotFoundError(thread_id)
@@ -571,14 +571,13 @@ class AsyncThreadStore:
             (``index`` -1 when the message is gone), or None when the thread is gone or
             this server cannot run the aggregation (mongomock).
         """
+        if not has_index_of_array(self._collection):
+            return None
         with translated_errors(thread_id):
-            try:
-                cursor = await self._collection.aggregate(
-                    _updates.messages_after_pipeline(thread_id, message_id)
-                )
-                found = [doc async for doc in cursor]
-            except NotImplementedError:
-                return None
+            cursor = await self._collection.aggregate(
+                _updates.messages_after_pipeline(thread_id, message_id)
+            )
+            found = [doc async for doc in cursor]
         return found[0] if found else None
 
     # -- change streams ----------------------------------------------------------------
@@ -657,7 +656,7 @@ class AsyncThreadStore:
         full_document: str | None,
         wait_ms: int,
     ) -> AsyncChangeStream[Document]:
-        if type(self._collection).__module__.startswith("mongomock"):
+        if not has_change_streams(self._collection):
             raise ConfigurationError(
                 "this store (mongomock) has no change streams; watch() needs MongoDB running "
                 "as a replica set or sharded cluster"

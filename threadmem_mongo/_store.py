@@ -18,6 +18,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure
 
 from threadmem_mongo import _updates
 from threadmem_mongo._blobs import DEFAULT_BUCKET, BlobStore
+from threadmem_mongo._capabilities import has_change_streams, has_index_of_array
 from threadmem_mongo._driver import translated, translated_errors
 from threadmem_mongo._images import (
     DEFAULT_BLOB_THRESHOLD,
@@ -246,13 +247,12 @@ class ThreadStore:
             return list((self.load(thread_id, last=limit)).get("messages") or [])
         self.ensure_indexes()
         with translated_errors(thread_id):
-            try:
+            if has_index_of_array(self._collection):
                 cursor = self._collection.aggregate(
                     _updates.history_pipeline(thread_id, before, limit)
                 )
                 pages = [doc for doc in cursor]
-            except NotImplementedError:
-                # mongomock lacks $indexOfArray: find the position from the ids instead.
+            else:
                 pages = self._history_from_ids(thread_id, before, limit)
         if not pages:
             raise ThreadNotFoundError(thread_id)
@@ -568,14 +568,13 @@ class ThreadStore:
             (``index`` -1 when the message is gone), or None when the thread is gone or
             this server cannot run the aggregation (mongomock).
         """
+        if not has_index_of_array(self._collection):
+            return None
         with translated_errors(thread_id):
-            try:
-                cursor = self._collection.aggregate(
-                    _updates.messages_after_pipeline(thread_id, message_id)
-                )
-                found = [doc for doc in cursor]
-            except NotImplementedError:
-                return None
+            cursor = self._collection.aggregate(
+                _updates.messages_after_pipeline(thread_id, message_id)
+            )
+            found = [doc for doc in cursor]
         return found[0] if found else None
 
     # -- change streams ----------------------------------------------------------------
@@ -654,7 +653,7 @@ class ThreadStore:
         full_document: str | None,
         wait_ms: int,
     ) -> ChangeStream[Document]:
-        if type(self._collection).__module__.startswith("mongomock"):
+        if not has_change_streams(self._collection):
             raise ConfigurationError(
                 "this store (mongomock) has no change streams; watch() needs MongoDB running "
                 "as a replica set or sharded cluster"

@@ -1,0 +1,377 @@
+"""The async API on every backend: mongomock (through ``tests/asyncmock.py``), the
+SecantusDB wire server, and ``THREADMEM_TEST_MONGODB_URI``'s server when set.
+
+Each test takes ``async_store`` (a fresh database, the default of both
+``threadmem_mongo.aio`` and the sync API) and checks what the async API wrote through the
+sync API and the sync client's view of the stored documents, so both APIs are seen to
+agree on each backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import random
+from typing import Any
+
+import bson
+import mongomock
+import pytest
+from asyncmock import AsyncMockClient, AsyncMockCollection
+from PIL import Image
+from pymongo.collection import Collection
+
+import threadmem_mongo.aio as aio
+from threadmem_mongo import (
+    ConfigurationError,
+    MessageNotFoundError,
+    RoleMessage,
+    RoleThread,
+    ThreadEvent,
+    ThreadNotFoundError,
+    VersionConflictError,
+    _capabilities,
+)
+from threadmem_mongo._async_blobs import DEFAULT_BUCKET
+from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
+
+pytestmark = pytest.mark.asyncio
+
+Document = dict[str, Any]
+Raw = Collection[Document]
+
+URL = "https://example.com/cat.png"
+IDLE = 10.0
+
+
+def stored(raw: Raw, thread_id: str) -> Document:
+    doc = raw.find_one({"_id": thread_id})
+    assert doc is not None, f"thread {thread_id} is not stored"
+    return doc
+
+
+def encoded_snapshot(raw: Raw) -> list[bytes]:
+    """Every stored document, encoded: equal snapshots mean byte-identical documents."""
+    return [bson.encode(doc) for doc in raw.find({}, sort=[("_id", 1)])]
+
+
+def big_png_data_uri() -> str:
+    """A PNG data URI over the 32 KiB GridFS threshold (random pixels do not compress)."""
+    image = Image.frombytes("RGB", (128, 128), random.Random(11).randbytes(128 * 128 * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    assert len(uri) > 32 * 1024
+    return uri
+
+
+async def texts(thread: AsyncRoleThread) -> list[str]:
+    return [m.text for m in await thread.messages()]
+
+
+# -- the fixtures themselves -----------------------------------------------------------------
+
+
+async def test_async_store_is_the_default_of_both_apis_on_one_database(
+    async_store: AsyncThreadStore, async_raw: Raw, backend: str
+) -> None:
+    thread = await AsyncRoleThread.create(name="shared")
+    assert thread.store is async_store
+    assert stored(async_raw, thread.id)["name"] == "shared"
+    assert RoleThread.get(thread.id).store.collection.full_name == async_store.collection.full_name
+    assert _capabilities.is_mongomock(async_store.collection) == (backend == "mongomock")
+
+
+async def test_adapter_cursor_chains_sort_skip_limit_and_iterates_both_ways() -> None:
+    sync_client = mongomock.MongoClient()
+    collection = AsyncMockClient(sync_client)["db"]["items"]
+    await collection.insert_many([{"_id": i, "even": i % 2 == 0} for i in range(6)])
+    cursor = collection.find({"even": True}).sort("_id", -1).skip(1).limit(5)
+    assert await cursor.to_list() == [{"_id": 2, "even": True}, {"_id": 0, "even": True}]
+    assert [doc["_id"] async for doc in collection.find({}, {"_id": 1}).sort([("_id", 1)])] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    assert await collection.find({}).to_list(2) == [
+        {"_id": 0, "even": True},
+        {"_id": 1, "even": False},
+    ]
+    pipeline = [{"$match": {"even": False}}, {"$count": "odd"}]
+    assert await (await collection.aggregate(pipeline)).to_list() == [{"odd": 3}]
+    assert sync_client["db"]["items"].count_documents({}) == 6
+    assert collection.database.client.__wrapped__ is sync_client
+    assert collection.full_name == "db.items"
+
+
+async def test_adapter_fails_where_mongomock_has_no_support() -> None:
+    collection = AsyncMockClient()["db"]["items"]
+    with pytest.raises(TypeError):
+        await collection.watch([])
+    with pytest.raises(TypeError, match="no method 'not_a_method'"):
+        await collection.not_a_method()
+    assert isinstance(collection.__wrapped__, mongomock.Collection)
+    assert isinstance(collection["sub"], AsyncMockCollection)
+    assert _capabilities.is_mongomock(collection)
+    assert not _capabilities.has_change_streams(collection)
+
+
+# -- writing and reading ---------------------------------------------------------------------
+
+
+async def test_create_and_post_are_stored_and_read_back_through_both_apis(
+    async_store: AsyncThreadStore, async_raw: Raw
+) -> None:
+    thread = await AsyncRoleThread.create(owner_id="alice", name="chat", metadata={"k": 1})
+    first = await thread.post("user", "hello", images=[URL], metadata={"lang": "en"})
+    second = await thread.post("assistant", "hi", private=True)
+    assert thread.version == 2
+    doc = stored(async_raw, thread.id)
+    assert (doc["owner_id"], doc["name"], doc["metadata"], doc["version"]) == (
+        "alice",
+        "chat",
+        {"k": 1},
+        2,
+    )
+    assert [m["id"] for m in doc["messages"]] == [first.id, second.id]
+    assert doc["message_count"] == 2
+
+    again = await AsyncRoleThread.get(thread.id)
+    assert await again.messages() == [first, second]
+    assert [m.text for m in await again.messages(include_private=False)] == ["hello"]
+    via_sync = RoleThread.get(thread.id)
+    assert via_sync.messages() == [first, second]
+    assert via_sync.version == 2
+
+
+async def test_get_with_last_and_history_page_back_through_every_message(
+    async_store: AsyncThreadStore, async_raw: Raw
+) -> None:
+    thread = await AsyncRoleThread.create()
+    for i in range(7):
+        await thread.post("user", f"m{i}")
+    page = await AsyncRoleThread.get(thread.id, last=2)
+    assert (page.is_partial, page.message_count, page.version) == (True, 7, 7)
+    assert await texts(page) == ["m5", "m6"]
+
+    older = await page.history(before=(await page.messages())[0].id, limit=3)
+    assert [m.text for m in older] == ["m2", "m3", "m4"]
+    oldest = await page.history(before=older[0].id, limit=3)
+    assert [m.text for m in oldest] == ["m0", "m1"]
+    assert await page.history(before=oldest[0].id) == []
+    assert [m.text for m in await page.history(limit=3)] == ["m4", "m5", "m6"]
+    sync_older = RoleThread.get(thread.id, last=2).history(before=older[-1].id, limit=2)
+    assert sync_older == older[:2]
+    with pytest.raises(MessageNotFoundError):
+        await page.history(before="missing")
+
+    await page.post("user", "m7")
+    assert (page.version, page.message_count) == (8, 8)
+    assert stored(async_raw, thread.id)["message_count"] == 8
+
+
+async def test_update_and_delete_message_refuse_stale_versions_and_write_nothing(
+    async_store: AsyncThreadStore, async_raw: Raw
+) -> None:
+    mine = await AsyncRoleThread.create()
+    first = await mine.post("user", "original")
+    second = await mine.post("user", "second")
+    theirs = RoleThread.get(mine.id)
+    theirs.update_message(first.id, text="theirs")
+    before = encoded_snapshot(async_raw)
+
+    with pytest.raises(VersionConflictError) as info:
+        await mine.update_message(first.id, text="mine")
+    assert (info.value.expected_version, info.value.actual_version) == (2, 3)
+    with pytest.raises(VersionConflictError):
+        await mine.delete_message(second.id)
+    assert encoded_snapshot(async_raw) == before
+
+    await mine.refresh()
+    assert (await mine.messages())[0].text == "theirs"
+    await mine.update_message(first.id, text="mine", metadata={"edited": True})
+    await mine.delete_message(second.id)
+    assert mine.version == 5
+    doc = stored(async_raw, mine.id)
+    assert [(m["text"], m["metadata"]) for m in doc["messages"]] == [("mine", {"edited": True})]
+    assert RoleThread.get(mine.id).messages() == await mine.messages()
+    with pytest.raises(MessageNotFoundError):
+        await mine.delete_message(second.id)
+
+
+async def test_posts_from_concurrent_tasks_all_land_once(
+    async_store: AsyncThreadStore, async_raw: Raw
+) -> None:
+    thread = await AsyncRoleThread.create()
+    others = [await AsyncRoleThread.get(thread.id) for _ in range(4)]
+    posted = await asyncio.gather(
+        *(view.post("user", f"{n}-{i}") for n, view in enumerate(others) for i in range(5))
+    )
+    doc = stored(async_raw, thread.id)
+    assert sorted(m["id"] for m in doc["messages"]) == sorted(m.id for m in posted)
+    assert doc["version"] == doc["message_count"] == 20
+    await thread.refresh()
+    assert len(await thread.messages()) == 20
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+async def test_large_image_round_trips_through_gridfs_and_remove_images_releases_it(
+    async_store: AsyncThreadStore, async_raw: Raw
+) -> None:
+    uri = big_png_data_uri()
+    thread = await AsyncRoleThread.create()
+    message = await thread.post("user", "look <image>", images=[uri])
+    await thread.post("assistant", "a cat", images=[URL])
+    assert message.images == [uri]
+
+    (ref,) = stored(async_raw, thread.id)["messages"][0]["images"]
+    assert ref.startswith("gridfs:")
+    files = async_raw.database[f"{DEFAULT_BUCKET}.files"]
+    assert files.count_documents({}) == 1
+    assert (await (await AsyncRoleThread.get(thread.id)).messages())[0].images == [uri]
+    assert RoleThread.get(thread.id).messages()[0].images == [uri]
+    prefix, data = await async_store.blobs.read(ref.split(":", 1)[1])
+    assert prefix + base64.b64encode(data).decode() == uri
+
+    await thread.remove_images()
+    assert [(m.text, m.images) for m in await thread.messages()] == [
+        ("look", []),
+        ("a cat", [URL]),
+    ]
+    assert files.count_documents({}) == 0
+    assert async_raw.database[f"{DEFAULT_BUCKET}.chunks"].count_documents({}) == 0
+    assert [m.images for m in RoleThread.get(thread.id).messages()] == [[], [URL]]
+
+
+# -- finding ----------------------------------------------------------------------------------
+
+
+async def test_find_and_find_messages_agree_with_the_sync_api(
+    async_store: AsyncThreadStore,
+) -> None:
+    first = await AsyncRoleThread.create(owner_id="alice", metadata={"team": "red"})
+    await AsyncRoleThread.create(owner_id="bob")
+    third = await AsyncRoleThread.create(owner_id="alice", metadata={"team": "blue"})
+    hello = await first.post("user", "hello")
+    await first.post("assistant", "hi")
+    again = await third.post("user", "hello")
+
+    found = await AsyncRoleThread.find(owner_id="alice")
+    assert [t.id for t in found] == [first.id, third.id]
+    assert [t.id for t in RoleThread.find(owner_id="alice")] == [first.id, third.id]
+    assert [t.id for t in await AsyncRoleThread.find(owner_id="alice", newest_first=True)] == [
+        third.id,
+        first.id,
+    ]
+    assert [t.id for t in await AsyncRoleThread.find(metadata={"team": "blue"})] == [third.id]
+    (tail,) = await AsyncRoleThread.find(owner_id="alice", last=1, limit=1)
+    assert await texts(tail) == ["hi"]
+
+    matches = await AsyncRoleThread.find_messages(text="hello")
+    assert matches == [hello, again]
+    assert RoleMessage.find(text="hello") == matches
+    assert await AsyncRoleThread.find_messages(id=again.id) == [again]
+    assert await AsyncRoleThread.find_messages(text="nobody said this") == []
+
+
+# -- copy, delete, touch -------------------------------------------------------------------------
+
+
+async def test_copy_delete_and_touch(async_store: AsyncThreadStore, async_raw: Raw) -> None:
+    import datetime
+
+    thread = await AsyncRoleThread.create(owner_id="o", ttl=datetime.timedelta(minutes=5))
+    original = await thread.post("user", "a")
+    clone = await thread.copy()
+    (copied,) = await clone.messages()
+    assert (clone.id != thread.id, copied.id != original.id, copied.text) == (True, True, "a")
+    assert async_raw.count_documents({}) == 2
+    assert RoleThread.get(clone.id).messages() == [copied]
+
+    expires = thread.expires_at
+    assert expires is not None
+    await thread.touch(datetime.timedelta(hours=1))
+    doc = stored(async_raw, thread.id)
+    assert doc["ttl"] == 3600.0
+    assert doc["expires_at"].replace(tzinfo=datetime.timezone.utc) == thread.expires_at
+    assert thread.expires_at is not None
+    assert thread.expires_at > expires
+    assert RoleThread.get(thread.id).ttl == datetime.timedelta(hours=1)
+
+    await thread.delete()
+    assert async_raw.find_one({"_id": thread.id}) is None
+    with pytest.raises(ThreadNotFoundError):
+        await AsyncRoleThread.get(thread.id)
+    with pytest.raises(ThreadNotFoundError):
+        RoleThread.get(thread.id)
+    assert await async_store.delete(clone.id) is True
+    assert await async_store.delete(clone.id) is False
+    assert async_raw.count_documents({}) == 0
+
+
+# -- watch --------------------------------------------------------------------------------------
+
+
+@pytest.mark.backends("mongomock", reason="the servers offer change streams")
+async def test_watch_is_refused_cleanly_without_change_streams(
+    async_store: AsyncThreadStore,
+) -> None:
+    thread = await AsyncRoleThread.create(owner_id="o")
+    with pytest.raises(ConfigurationError, match="replica set"):
+        async for _event in thread.watch(idle_timeout=IDLE):
+            pass
+    with pytest.raises(ConfigurationError, match="replica set"):
+        async for _event in AsyncRoleThread.watch_all(owner_id="o", idle_timeout=IDLE):
+            pass
+
+
+@pytest.mark.backends("wire", "mongodb", reason="mongomock has no change streams")
+async def test_watch_reports_posts_made_through_the_sync_api(
+    async_store: AsyncThreadStore,
+) -> None:
+    thread = await AsyncRoleThread.create()
+    seed = await thread.post("system", "start")
+    backlog = await thread.post("user", "before watching")
+    count = 3
+    opened = asyncio.Event()
+
+    async def watch() -> list[ThreadEvent]:
+        seen: list[ThreadEvent] = []
+        async with contextlib.aclosing(
+            thread.watch(after_message=seed.id, idle_timeout=IDLE)
+        ) as events:
+            async for event in events:
+                seen.append(event)
+                opened.set()
+                if len(seen) == count:
+                    break
+        return seen
+
+    async def write() -> list[str]:
+        await asyncio.wait_for(opened.wait(), IDLE)
+        sync_view = RoleThread.get(thread.id)
+        return [(await asyncio.to_thread(sync_view.post, "user", f"live{i}")).id for i in range(2)]
+
+    events, live_ids = await asyncio.wait_for(asyncio.gather(watch(), write()), 2 * IDLE)
+    assert [e.kind for e in events] == ["message_added"] * count
+    assert [e.message_id for e in events] == [backlog.id, *live_ids]
+    assert [e.message.text for e in events if e.message is not None] == [
+        "before watching",
+        "live0",
+        "live1",
+    ]
+
+
+async def test_aio_default_store_is_usable_after_close(
+    async_store: AsyncThreadStore,
+) -> None:
+    thread = await AsyncRoleThread.create(name="kept")
+    await aio.close()
+    assert (await AsyncRoleThread.get(thread.id)).name == "kept"
