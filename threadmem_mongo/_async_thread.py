@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from threadmem_mongo import _document, _updates, _validation
 from threadmem_mongo._async_store import AsyncThreadStore
-from threadmem_mongo._config import async_default_store
+from threadmem_mongo._config import async_default_store, local_images_allowed
 from threadmem_mongo._document import ThreadState
 from threadmem_mongo._events import (
     ThreadEvent,
@@ -423,7 +423,7 @@ class AsyncRoleThread:
             role=role,
             text=msg,
             thread_id=self.id,
-            images=normalize_images(images),
+            images=normalize_images(images, allow_local_files=local_images_allowed(_IS_SYNC)),
             private=_validation.check_bool("private", private),
             metadata=metadata,
         )

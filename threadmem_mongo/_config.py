@@ -45,6 +45,7 @@ def configure(
     database: str | None = None,
     *,
     timeout: float | None = None,
+    allow_local_images: bool = True,
 ) -> None:
     """Choose the MongoDB the library uses when no ``store=`` is passed.
 
@@ -59,19 +60,25 @@ def configure(
         timeout: Seconds to wait for the server before raising
             ``threadmem_mongo.errors.StoreUnavailableError`` (default 5, or
             ``THREADMEM_TIMEOUT``). Ignored when you pass ``client``.
+        allow_local_images: Whether ``post(images=...)`` may read local files named by a
+            path. Turn it off in apps that pass client input to ``post()``: with it on, a
+            client could have the server read any image file the process can read.
 
     Raises:
-        ConfigurationError: Both ``uri`` and ``client`` are given, or ``timeout`` is not
-            a positive number. A malformed URI is reported at first use.
+        ConfigurationError: Both ``uri`` and ``client`` are given, ``timeout`` is not
+            a positive number, or ``allow_local_images`` is not a bool. A malformed URI
+            is reported at first use.
     """
     global _default
     if uri is not None and client is not None:
         raise ConfigurationError("pass either uri or client to configure(), not both")
     _check_timeout(timeout)
+    _check_flag("allow_local_images", allow_local_images)
     with _lock:
         _close_owned()
         _settings.clear()
         _settings.update({"uri": uri, "client": client, "database": database, "timeout": timeout})
+        _settings["allow_local_images"] = allow_local_images
         _default = None
 
 
@@ -96,6 +103,7 @@ def configure_async(
     database: str | None = None,
     *,
     timeout: float | None = None,
+    allow_local_images: bool | None = None,
 ) -> None:
     """Choose the MongoDB of ``threadmem_mongo.aio``; see ``configure``.
 
@@ -114,21 +122,28 @@ def configure_async(
         timeout: Seconds to wait for the server before raising
             ``threadmem_mongo.errors.StoreUnavailableError`` (default 5, or
             ``THREADMEM_TIMEOUT``). Ignored when you pass ``client``.
+        allow_local_images: Whether ``post(images=...)`` may read local files named by a
+            path; None (the default) follows ``configure``, where it is on unless turned
+            off.
 
     Raises:
         ConfigurationError: Both ``uri`` and ``client`` are given, ``uri`` is a
-            ``mongomock://`` URI, or ``timeout`` is not a positive number.
+            ``mongomock://`` URI, ``timeout`` is not a positive number, or
+            ``allow_local_images`` is neither a bool nor None.
     """
     global _async_default
     if uri is not None and client is not None:
         raise ConfigurationError("pass either uri or client to configure(), not both")
     _check_timeout(timeout)
+    if allow_local_images is not None:
+        _check_flag("allow_local_images", allow_local_images)
     if uri is not None and uri.startswith(MONGOMOCK_SCHEME):
         raise ConfigurationError("mongomock has no async client; use a MongoDB URI")
     with _lock:
         _async_settings.clear()
         _async_settings.update({"uri": uri, "client": client, "database": database})
         _async_settings["timeout"] = timeout
+        _async_settings["allow_local_images"] = allow_local_images
         _async_default = None
 
 
@@ -229,6 +244,23 @@ def _close_owned() -> None:
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}")
+
+
+def local_images_allowed(sync: bool) -> bool:
+    """Return whether ``post()`` of the sync (or async) API may read local image files.
+
+    The async API follows ``configure`` unless ``aio.configure`` set it.
+    """
+    if not sync:
+        chosen = _async_settings.get("allow_local_images")
+        if chosen is not None:
+            return bool(chosen)
+    return bool(_settings.get("allow_local_images", True))
 
 
 def _env_uri() -> str | None:

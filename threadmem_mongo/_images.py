@@ -1,9 +1,16 @@
 """Turn the image kinds users pass into the strings a message stores.
 
-Accepted: ``http(s)://`` URLs (kept as they are), ``data:`` URIs with a base64 payload
-(kept as they are), paths to local files (read and stored as data URIs), raw ``bytes`` of
-an image file, and PIL images (with the ``images`` extra installed). Anything else raises
+Accepted: ``http(s)://`` URLs (kept as they are; the scheme is matched in any case),
+``data:image/...`` URIs with a base64 payload (kept as they are), paths to local image
+files (read and stored as data URIs, unless turned off), raw ``bytes`` of an image file,
+and PIL images (with the ``images`` extra installed). Anything else raises
 ``threadmem_mongo.errors.ImageFormatError``. Pure apart from reading the named files.
+
+Files and bytes are judged by their content, never by their name: the first bytes must
+be the signature of a PNG, JPEG, GIF, WebP, BMP or TIFF image. A file is opened once,
+checked to be a regular file of at most ``MAX_IMAGE_FILE_BYTES``, and read only if its
+first bytes are an image signature. Every refused path gets the same error text, so the
+error does not tell a missing file from an unreadable one, a directory or a non-image.
 """
 
 from __future__ import annotations
@@ -11,11 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import mimetypes
 import os
 import re
+import stat
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from threadmem_mongo.errors import ImageFormatError
@@ -23,47 +29,76 @@ from threadmem_mongo.errors import ImageFormatError
 ImageInput = str | os.PathLike[str] | bytes | object
 """Anything ``normalize_images`` accepts: URL, data URI, path, bytes or a PIL image."""
 
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w.+-]+=[\w.+-]+)*;base64,")
+#: The largest image file ``post()`` reads from a local path (20 MiB, the largest image
+#: the common vision APIs take). Larger files are refused before any byte is read.
+MAX_IMAGE_FILE_BYTES = 20 * 1024 * 1024
 
-# Magic numbers of the formats vision models take; used for bytes and extension-less files.
+_DATA_URI = re.compile(
+    r"^(?i:data):(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w.+-]+=[\w.+-]+)*;(?i:base64),"
+)
+_URL_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+_WEB_SCHEMES = frozenset({"http", "https"})
+
+# Magic numbers of the formats vision models take, plus TIFF; WebP is checked apart.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
     (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
 )
+#: Enough leading bytes to recognise every signature above.
+_SNIFF_BYTES = 12
+
+#: Image types refused in data URIs: SVG is a text format that can carry scripts.
+_REFUSED_DATA_TYPES = frozenset({"image/svg+xml"})
 
 
-def normalize_images(images: Iterable[ImageInput] | None) -> list[str]:
+def normalize_images(
+    images: Iterable[ImageInput] | None, *, allow_local_files: bool = True
+) -> list[str]:
     """Return the stored form (URL or data URI) of each image, in order.
 
+    Args:
+        images: The images, or None for none.
+        allow_local_files: Whether a string or ``os.PathLike`` that is not a URL or data
+            URI may name a local file to read. With False such an image is refused.
+
+    Returns:
+        The stored form of each image.
+
     Raises:
-        ImageFormatError: An image is of no accepted kind, a file is missing or unreadable,
-            or a data URI is malformed.
+        ImageFormatError: An image is of no accepted kind, a path is refused (missing,
+            unreadable, not a regular file, not an image, larger than
+            ``MAX_IMAGE_FILE_BYTES``, or local files are turned off), or a data URI is
+            malformed or not of an image type.
     """
     if images is None:
         return []
     if isinstance(images, (str, bytes)) or not isinstance(images, Iterable):
         raise ImageFormatError("images must be a list of images, not a single value")
-    return [normalize_image(image, index) for index, image in enumerate(images)]
+    return [
+        normalize_image(image, index, allow_local_files=allow_local_files)
+        for index, image in enumerate(images)
+    ]
 
 
-def normalize_image(image: ImageInput, index: int = 0) -> str:
+def normalize_image(image: ImageInput, index: int = 0, *, allow_local_files: bool = True) -> str:
     """Return the stored form of one image; see ``normalize_images``."""
     if isinstance(image, str):
-        if image.startswith(("http://", "https://")):
-            return image
-        if image.startswith("data:"):
-            return _checked_data_uri(image, index)
-        return _file_to_data_uri(Path(image), index)
+        stored = _web_or_data_uri(image, index)
+        if stored is not None:
+            return stored
+        return _file_to_data_uri(image, index, allow_local_files)
     if isinstance(image, os.PathLike):
-        return _file_to_data_uri(Path(image), index)
+        return _file_to_data_uri(image, index, allow_local_files)
     if isinstance(image, (bytes, bytearray)):
-        mime = _sniff_mime(bytes(image))
+        mime = _sniff_mime(bytes(image[:_SNIFF_BYTES]))
         if mime is None:
             raise ImageFormatError(
-                f"images[{index}] bytes are not a PNG, JPEG, GIF, BMP or WebP image"
+                f"images[{index}] bytes are not a PNG, JPEG, GIF, WebP, BMP or TIFF image"
             )
         return bytes_to_data_uri(bytes(image), mime)
     if type(image).__module__.startswith("PIL."):
@@ -82,14 +117,19 @@ def check_stored_image(image: object, index: int = 0) -> str:
     image, so input can never point a message at someone else's stored image.
     """
     if isinstance(image, str):
-        if image.startswith(("http://", "https://")):
-            return image
-        if image.startswith("data:"):
-            return _checked_data_uri(image, index)
+        stored = _web_or_data_uri(image, index)
+        if stored is not None:
+            return stored
     raise ImageFormatError(
         f"images[{index}] of a message must be an http(s) URL or a data URI, got "
         f"{str(image)[:60]!r}; RoleThread.post() also takes files, bytes and PIL images"
     )
+
+
+def is_web_url(image: str) -> bool:
+    """Return whether ``image`` is an ``http://`` or ``https://`` URL, in any case."""
+    match = _URL_SCHEME.match(image)
+    return match is not None and match["scheme"].lower() in _WEB_SCHEMES
 
 
 def bytes_to_data_uri(data: bytes, mime: str) -> str:
@@ -97,11 +137,33 @@ def bytes_to_data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def _web_or_data_uri(image: str, index: int) -> str | None:
+    """Return ``image`` if it is a valid URL or data URI, None if it is neither; raise
+    for a URL of another scheme and a malformed data URI."""
+    scheme = _URL_SCHEME.match(image)
+    if scheme is not None:
+        if scheme["scheme"].lower() in _WEB_SCHEMES:
+            return image
+        raise ImageFormatError(
+            f"images[{index}] is a {scheme['scheme']!r} URL; only http and https URLs are accepted"
+        )
+    if image[:5].lower() == "data:":
+        return _checked_data_uri(image, index)
+    return None
+
+
 def _checked_data_uri(uri: str, index: int) -> str:
     match = _DATA_URI.match(uri)
     if match is None:
         raise ImageFormatError(
-            f"images[{index}] is not a valid data URI: expected 'data:<type>;base64,<payload>'"
+            f"images[{index}] is not a valid data URI: expected 'data:image/<type>;base64,"
+            "<payload>'"
+        )
+    mime = match["mime"].lower()
+    if not mime.startswith("image/") or mime in _REFUSED_DATA_TYPES:
+        raise ImageFormatError(
+            f"images[{index}] is a data URI of type {match['mime']!r}; only image types "
+            "other than SVG are accepted"
         )
     try:
         base64.b64decode(uri[match.end() :], validate=True)
@@ -110,26 +172,75 @@ def _checked_data_uri(uri: str, index: int) -> str:
     return uri
 
 
-def _file_to_data_uri(path: Path, index: int) -> str:
-    if not path.is_file():
-        raise ImageFormatError(
-            f"images[{index}] {str(path)!r} is not a URL, a data URI, or an existing file"
+def _refused_path(index: int, allow_local_files: bool) -> ImageFormatError:
+    if not allow_local_files:
+        return ImageFormatError(
+            f"images[{index}] is not an http(s) URL or an image data URI; local file paths "
+            "are turned off (configure(allow_local_images=False))"
         )
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageFormatError(f"images[{index}] {str(path)!r} cannot be read: {exc}") from exc
-    mime = _sniff_mime(data) or mimetypes.guess_type(path.name)[0]
-    if mime is None or not mime.startswith("image/"):
-        raise ImageFormatError(f"images[{index}] {str(path)!r} is not a recognised image file")
+    # One text for every reason, so the error tells nothing about the file system.
+    return ImageFormatError(
+        f"images[{index}] is not an http(s) URL, an image data URI, or a readable PNG, "
+        f"JPEG, GIF, WebP, BMP or TIFF file of at most {MAX_IMAGE_FILE_BYTES // 2**20} MiB"
+    )
+
+
+def _file_to_data_uri(path: str | os.PathLike[str], index: int, allow_local_files: bool) -> str:
+    if not allow_local_files:
+        raise _refused_path(index, allow_local_files)
+    data = _read_image_file(path)
+    mime = None if data is None else _sniff_mime(data[:_SNIFF_BYTES])
+    if data is None or mime is None:
+        raise _refused_path(index, allow_local_files)
     return bytes_to_data_uri(data, mime)
 
 
-def _sniff_mime(data: bytes) -> str | None:
+def _read_image_file(path: str | os.PathLike[str]) -> bytes | None:
+    """Return the bytes of the regular file at ``path`` if it starts with an image
+    signature and is no larger than ``MAX_IMAGE_FILE_BYTES``; else None."""
+    try:
+        # Non-blocking, so that a FIFO or device named as an image cannot hang the call.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        return None
+    try:
+        handle = io.FileIO(descriptor, "rb", closefd=True)
+    except OSError:
+        os.close(descriptor)
+        return None
+    with handle:
+        try:
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_IMAGE_FILE_BYTES:
+                return None
+            head = handle.read(_SNIFF_BYTES) or b""
+            if _sniff_mime(head) is None:
+                return None
+            # The size can change after fstat (and is 0 for /proc files): bound the read.
+            data = head + _read_at_most(handle, MAX_IMAGE_FILE_BYTES + 1 - len(head))
+        except OSError:
+            return None
+    return data if len(data) <= MAX_IMAGE_FILE_BYTES else None
+
+
+def _read_at_most(handle: io.FileIO, limit: int) -> bytes:
+    """Return the next ``limit`` bytes of ``handle``, fewer at its end."""
+    chunks: list[bytes] = []
+    remaining = limit
+    while remaining > 0:
+        chunk = handle.read(min(remaining, 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _sniff_mime(head: bytes) -> str | None:
     for signature, mime in _SIGNATURES:
-        if data.startswith(signature):
+        if head.startswith(signature):
             return mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
     return None
 

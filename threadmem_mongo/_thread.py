@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from threadmem_mongo import _document, _updates, _validation
-from threadmem_mongo._config import default_store
+from threadmem_mongo._config import default_store, local_images_allowed
 from threadmem_mongo._document import ThreadState
 from threadmem_mongo._events import (
     ThreadEvent,
@@ -418,7 +418,7 @@ class RoleThread:
             role=role,
             text=msg,
             thread_id=self.id,
-            images=normalize_images(images),
+            images=normalize_images(images, allow_local_files=local_images_allowed(_IS_SYNC)),
             private=_validation.check_bool("private", private),
             metadata=metadata,
         )
