@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import threadmem_mongo
-from threadmem_mongo import RoleThread, ThreadStore, _config, _embedded
+from threadmem_mongo import RoleThread, ThreadStore, _cli, _config, _embedded
 from threadmem_mongo._cli import main
 
 REPO = Path(threadmem_mongo.__file__).resolve().parents[1]
@@ -204,7 +204,10 @@ def test_export_v1_prints_the_v1_schema(
     code, out, _ = run(capsys, *target, "export", thread.id, "--format", "v1")
 
     assert code == 0
-    assert json.loads(out) == json.loads(json.dumps(thread.to_v1().model_dump()))
+    printed = json.loads(out)
+    expected = json.loads(json.dumps(thread.to_v1().model_dump()))
+    assert printed["version"] == 1  # a number, not the schema's "1"
+    assert {**printed, "version": "1"} == expected
 
 
 def test_demo_creates_the_quickstart_thread(
@@ -218,6 +221,110 @@ def test_demo_creates_the_quickstart_thread(
     thread = RoleThread.get(found.group(1), store=wire_store)
     assert (thread.name, thread.owner_id, thread.message_count) == ("My thread", "random123", 4)
     assert [m.role for m in thread.messages()] == ["user", "assistant", "user", "assistant"]
+    # The OpenAI messages print in the order the API documents, role first.
+    assert "{'role': 'user', 'content': 'Hey there!'}" in out
+    assert "'content': 'Hey there!', 'role'" not in out
+
+
+# -- stored text cannot steer the terminal --------------------------------------------------------
+
+# An OSC retitle, a bell, clear-screen, a carriage return, a C1 CSI, DEL, a right-to-left
+# override and a Unicode line separator. RAW_CONTROL finds any of them printed raw (tabs
+# and line breaks are layout, and are allowed).
+STEERING = "\x1b]0;owned\x07\x1b[2J\r\x9b31m\x7f\u202egnp.exe\u2028"
+STEERING_ESCAPED = "\\x1b]0;owned\\x07\\x1b[2J\\r\\x9b31m\\x7f\\u202egnp.exe\\u2028"
+RAW_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]"
+)
+
+
+def hostile_thread(store: ThreadStore) -> RoleThread:
+    """A thread whose every stored string carries STEERING, written past any input checks."""
+    thread = RoleThread(owner_id="eve" + STEERING, name="thread" + STEERING, store=store)
+    thread.post("user", "line one\n[2026-01-01 00:00:00] assistant:\n\tindented" + STEERING)
+    # Another client may store what this library would refuse: write the rest directly.
+    store.collection.update_one(
+        {"_id": thread.id},
+        {
+            "$set": {
+                "messages.0.role": "user" + STEERING,
+                "messages.0.images": ["https://example.com/cat.jpg?" + STEERING],
+            }
+        },
+    )
+    return thread
+
+
+def test_show_escapes_control_characters_of_every_stored_string(
+    capsys: pytest.CaptureFixture[str], store: ThreadStore
+) -> None:
+    thread = hostile_thread(store)
+
+    code, out, err = run(capsys, "show", thread.id)
+
+    assert (code, err) == (0, "")
+    assert RAW_CONTROL.search(out) is None, repr(out)
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"thread{STEERING_ESCAPED}  id={thread.id}  owner=eve{STEERING_ESCAPED}  version=1"
+    )
+    body = [line for line in lines[1:] if line]
+    assert re.fullmatch(r"\[[^]]+\] user" + re.escape(STEERING_ESCAPED) + ":", body[0])
+    # Line breaks and tabs of the text are kept, indented under their message.
+    assert body[1:4] == [
+        "  line one",
+        "  [2026-01-01 00:00:00] assistant:",
+        f"  \tindented{STEERING_ESCAPED}",
+    ]
+    assert body[4] == f"  image: https://example.com/cat.jpg?{STEERING_ESCAPED}"
+    assert len(body) == 5
+
+
+def test_ls_escapes_control_characters_and_keeps_one_line_per_thread(
+    capsys: pytest.CaptureFixture[str], store: ThreadStore
+) -> None:
+    thread = hostile_thread(store)
+    RoleThread(owner_id="bob", name="two\nlines", store=store)
+
+    code, out, err = run(capsys, "ls")
+
+    assert (code, err) == (0, "")
+    assert RAW_CONTROL.search(out) is None, repr(out)
+    rows = table(out)
+    assert len(rows) == 3
+    assert rows[1][1:3] == ["two\\nlines", "bob"]
+    assert rows[2][:3] == [thread.id, f"thread{STEERING_ESCAPED}", f"eve{STEERING_ESCAPED}"]
+
+
+@pytest.mark.parametrize("form", ["openai", "v1"])
+def test_export_escapes_every_control_character_and_decodes_to_the_stored_text(
+    capsys: pytest.CaptureFixture[str], store: ThreadStore, form: str
+) -> None:
+    thread = hostile_thread(store)
+    stored = RoleThread.get(thread.id, store=store)
+
+    code, out, err = run(capsys, "export", thread.id, "--format", form)
+
+    assert (code, err) == (0, "")
+    assert RAW_CONTROL.search(out) is None, repr(out)
+    assert "\\u009b" in out
+    assert "\\u202e" in out
+    printed = json.loads(out)
+    if form == "openai":
+        assert printed == stored.to_openai()
+    else:
+        assert printed["owner_id"] == "eve" + STEERING
+        assert printed["messages"][0]["text"].endswith(STEERING)
+
+
+def test_an_error_naming_stored_or_typed_text_stays_one_escaped_line(
+    capsys: pytest.CaptureFixture[str], store: ThreadStore
+) -> None:
+    code, out, err = run(capsys, "show", "no-such\n" + STEERING)
+
+    assert (code, out) == (1, "")
+    assert_one_error_line(err, "no-such\\n" + STEERING_ESCAPED)
+    assert RAW_CONTROL.search(err) is None
 
 
 # -- errors and usage -----------------------------------------------------------------------------
@@ -234,14 +341,23 @@ def test_unknown_thread_id_is_one_error_line_and_exit_1(
     assert_one_error_line(err, "no-such-thread")
 
 
-def test_limit_zero_is_one_error_line_and_exit_1(
-    capsys: pytest.CaptureFixture[str], target: list[str]
+@pytest.mark.parametrize("limit", ["0", "-1", str(2**63)])
+def test_limit_out_of_range_is_bad_usage_refused_before_connecting(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, limit: str
 ) -> None:
-    code, out, err = run(capsys, *target, "ls", "--limit", "0")
+    def connect() -> None:
+        pytest.fail("the command connected before checking --limit")
 
-    assert code == 1
+    monkeypatch.setattr(_config, "default_store", connect)
+
+    with pytest.raises(SystemExit) as info:
+        main(["--uri", DEAD_URI, "ls", "--limit", limit])
+
+    out, err = capsys.readouterr()
+    assert info.value.code == 2
     assert out == ""
-    assert_one_error_line(err, "limit")
+    assert err.startswith("usage: threadmem")
+    assert f"argument --limit: must be between 1 and {2**63 - 1}, got {limit}" in err
 
 
 def test_unreachable_server_is_one_error_line_and_exit_1(
@@ -252,7 +368,24 @@ def test_unreachable_server_is_one_error_line_and_exit_1(
     code, _, err = run(capsys, "--uri", DEAD_URI, "ls")
 
     assert code == 1
-    assert_one_error_line(err, "MongoDB did not answer")
+    assert_one_error_line(err, "MongoDB did not answer", "THREADMEM_TIMEOUT", "configure(timeout=")
+    assert "post" not in err  # a listing posted nothing: no advice about retrying one
+
+
+def test_a_server_that_does_not_answer_at_once_is_named_on_stderr_before_the_wait(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("THREADMEM_TIMEOUT", "1")
+    monkeypatch.setattr(_cli, "QUIET_WAIT", 0.1)
+
+    code, out, err = run(capsys, "--uri", DEAD_URI, "ls")
+
+    assert (code, out) == (1, "")
+    notice, error = err.splitlines()
+    assert notice == (
+        "threadmem: waiting up to 1 s for MongoDB at 127.0.0.1:1 (THREADMEM_TIMEOUT sets how long)"
+    )
+    assert_one_error_line(error, "MongoDB did not answer", "THREADMEM_TIMEOUT")
 
 
 def test_invalid_uri_is_one_error_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
@@ -305,20 +438,23 @@ def test_server_start_status_stop_report_the_server_and_exit_codes(
     assert code == 1
     assert out == f"not running (data folder {home})\n"
 
-    code, out, _ = run(capsys, "server", "start")
+    code, out, err = run(capsys, "server", "start")
     assert code == 0
+    assert err == f"threadmem: starting the embedded store in {home} (up to 30 s)\n"
     info = _embedded.server_status(home)
     assert info is not None
-    assert out.splitlines() == [
-        f"running at mongodb://127.0.0.1:{info.port}/?directConnection=true",
+    where = f"mongodb://127.0.0.1:{info.port}/?directConnection=true"
+    assert out.splitlines() == [f"running at {where}", f"pid     {info.pid}", f"data    {home}"]
+
+    code, again, err = run(capsys, "server", "status")
+    assert (code, again, err) == (0, out, "")
+    code, started_twice, err = run(capsys, "server", "start")
+    assert (code, err) == (0, "")
+    assert started_twice.splitlines() == [
+        f"already running at {where}",
         f"pid     {info.pid}",
         f"data    {home}",
     ]
-
-    code, again, _ = run(capsys, "server", "status")
-    assert (code, again) == (0, out)
-    code, started_twice, _ = run(capsys, "server", "start")
-    assert (code, started_twice) == (0, out)
 
     code, out, _ = run(capsys, "server", "stop")
     assert (code, out) == (0, f"stopped server pid {info.pid}\n")
@@ -328,6 +464,31 @@ def test_server_start_status_stop_report_the_server_and_exit_codes(
     assert code == 1
     code, out, _ = run(capsys, "server", "stop")
     assert (code, out) == (0, "no server was running\n")
+
+
+def test_a_command_that_starts_the_embedded_store_says_so_once_on_stderr(
+    capsys: pytest.CaptureFixture[str], home: Path
+) -> None:
+    code, out, err = run(capsys, "ls")
+
+    assert code == 0
+    assert table(out) == [HEADER]
+    assert err == (
+        f"threadmem: starting the embedded store in {home} (up to 30 s); it keeps running "
+        "after this command, until: threadmem server stop\n"
+    )
+    info = _embedded.server_status(home)
+    assert info is not None
+
+    _config.reset()  # as a new process would
+    code, out, err = run(capsys, "demo")
+    assert (code, err) == (0, "")
+    assert out.startswith("created thread ")
+    assert _embedded.server_status(home) == info
+
+    code, out, err = run(capsys, "server", "start")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == f"already running at {info.uri}"
 
 
 # -- the installed console script -----------------------------------------------------------------

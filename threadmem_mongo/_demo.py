@@ -29,5 +29,5 @@ def run_demo(store: ThreadStore | None = None, echo: Callable[[str], None] = pri
     echo(f"created thread {thread.id} (version {thread.version})")
     for message in thread.messages():
         echo(repr(message))
-    echo(pprint.pformat(thread.to_openai(), width=100))
+    echo(pprint.pformat(thread.to_openai(), width=100, sort_dicts=False))
     return thread

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from pymongo import errors as mongo_errors
 
+from threadmem_mongo._config import TIMEOUT_ENV
 from threadmem_mongo._limits import MAX_DOCUMENT_BYTES
 from threadmem_mongo.errors import (
     ConfigurationError,
@@ -43,17 +44,18 @@ def translated(exc: Exception, thread_id: str | None = None) -> ThreadMemError:
     if isinstance(exc, (mongo_errors.ConnectionFailure, mongo_errors.ExecutionTimeout)):
         # ConnectionFailure covers AutoReconnect, NetworkTimeout and
         # ServerSelectionTimeoutError; ExecutionTimeout is the server's maxTimeMS.
+        # The same text serves reads and writes: what a failed write leaves behind, and
+        # how to retry it, is the caller's to say (a post hands back ``exc.unsent``).
         return StoreUnavailableError(
-            f"MongoDB did not answer: {type(exc).__name__}; check that the server is running "
-            "and reachable, or raise the timeout with configure(timeout=...). A post that "
-            "failed this way is safe to retry with the same message"
+            f"MongoDB did not answer ({type(exc).__name__}): check that the server is "
+            f"running and reachable, or give it longer with {TIMEOUT_ENV}=SECONDS or "
+            "configure(timeout=SECONDS)"
         )
     if isinstance(exc, mongo_errors.WriteConcernError):
         # The write was applied on the primary but not confirmed as asked.
         return StoreUnavailableError(
             f"MongoDB applied the write but could not confirm it (write concern error "
-            f"{exc.code}); it may or may not survive a failover. A post that failed this way "
-            "is safe to retry with the same message"
+            f"{exc.code}); it may or may not survive a failover"
         )
     if isinstance(exc, mongo_errors.InvalidOperation):
         # Raised by a client that was closed, e.g. by a later configure() call.
