@@ -1,12 +1,13 @@
-"""The async twin: ``threadmem_mongo.aio`` on the wire (SecantusDB).
+"""The async twin: ``threadmem_mongo.aio`` on every backend (mongomock through
+``tests/asyncmock.py``, the SecantusDB wire server, ``THREADMEM_TEST_MONGODB_URI``).
 
 Mirrors the sync behaviour suite (``test_behaviour.py``) and the bad-input cases
 (``test_bad_input.py``) through ``AsyncRoleThread``, then checks that both APIs write and
 read the very same documents, and that concurrent posts from tasks all land once.
 
-Each test configures ``threadmem_mongo.aio`` on a fresh database of the session's server
-(``await aio.close()`` afterwards), so calls without ``store=`` land there; stored
-documents are asserted through the sync ``wire_client``.
+Each test runs on conftest's ``async_store``: a fresh database that is the default of
+``threadmem_mongo.aio``, so calls without ``store=`` land there; stored documents are
+asserted through the backend's sync client.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import inspect
 import io
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ import bson
 import pytest
 import pytest_asyncio
 from PIL import Image
-from pymongo import MongoClient
 from pymongo.collection import Collection
 
 import threadmem_mongo.aio as aio
@@ -46,13 +46,12 @@ from threadmem_mongo import (
     V1RoleMessage,
     V1RoleThread,
     VersionConflictError,
-    _config,
 )
 from threadmem_mongo._async_blobs import DEFAULT_BUCKET
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 
-pytestmark = [pytest.mark.wire, pytest.mark.asyncio]
+pytestmark = pytest.mark.asyncio
 
 Document = dict[str, Any]
 Raw = Collection[Document]
@@ -97,17 +96,9 @@ def big_png_data_uri() -> str:
 
 
 @pytest.fixture
-def db_name(wire_client: MongoClient[Document]) -> Iterator[str]:
-    """A fresh database name on the session's server, dropped afterwards."""
-    name = f"tm_async_{uuid.uuid4().hex}"
-    yield name
-    wire_client.drop_database(name)
-
-
-@pytest.fixture
-def raw(wire_client: MongoClient[Document], db_name: str) -> Raw:
+def raw(async_raw: Raw) -> Raw:
     """The threads collection of the test's database, through the sync client."""
-    return wire_client[db_name]["threads"]
+    return async_raw
 
 
 @pytest.fixture
@@ -116,15 +107,10 @@ def sync_store(raw: Raw) -> ThreadStore:
     return ThreadStore(raw)
 
 
-@pytest_asyncio.fixture
-async def astore(
-    _fresh_configuration: None, wire_uri: str, db_name: str
-) -> AsyncIterator[AsyncThreadStore]:
-    """``aio.configure`` on the test's database; the async default store it builds."""
-    aio.configure(uri=wire_uri, database=db_name)
-    store = _config.async_default_store()
-    yield store
-    await aio.close()
+@pytest.fixture
+def astore(async_store: AsyncThreadStore) -> AsyncThreadStore:
+    """The async default store, on the test's database."""
+    return async_store
 
 
 @pytest.fixture(autouse=True)
@@ -1163,11 +1149,23 @@ async def test_configure_refuses_mongomock_for_the_async_api() -> None:
         aio.configure(uri="mongodb://localhost", client=object())  # type: ignore[arg-type]
 
 
-async def test_close_lets_the_next_call_build_a_new_client() -> None:
-    thread = await AsyncRoleThread.create(name="before close")
-    await aio.close()
-    again = await AsyncRoleThread.get(thread.id)
-    assert again.name == "before close"
+@pytest.mark.backends(
+    "wire", "mongodb", reason="the library builds its own client only from a server's URI"
+)
+async def test_close_lets_the_next_call_build_a_new_client(
+    astore: AsyncThreadStore, backend: str, request: pytest.FixtureRequest
+) -> None:
+    uri = request.getfixturevalue("wire_uri" if backend == "wire" else "external_uri")
+    aio.configure(uri=uri, database=astore.collection.database.name)
+    try:
+        thread = await AsyncRoleThread.create(name="before close")
+        first_client = thread.store.collection.database.client
+        await aio.close()
+        again = await AsyncRoleThread.get(thread.id)
+        assert again.name == "before close"
+        assert again.store.collection.database.client is not first_client
+    finally:
+        await aio.close()
 
 
 # -- bad input ----------------------------------------------------------------------------------
