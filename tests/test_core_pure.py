@@ -142,10 +142,6 @@ def test_account_last_change_leaves_updates_without_it_alone() -> None:
     assert _document.last_change_size(None) == 0
 
 
-def test_message_landed_filter() -> None:
-    assert _updates.message_landed(TID, MID) == {"_id": TID, "messages.id": MID}
-
-
 def test_window_projection_loads_the_last_messages_only() -> None:
     assert _updates.window_projection(None) is None
     assert _updates.window_projection(0) == {"messages": 0}
@@ -167,7 +163,10 @@ def test_history_pipeline_cuts_the_page_on_the_server() -> None:
         {
             "$project": {
                 "index": {
-                    "$indexOfArray": [{"$map": {"input": "$messages", "in": "$$this.id"}}, MID]
+                    "$indexOfArray": [
+                        {"$map": {"input": "$messages", "in": "$$this.id"}},
+                        {"$literal": MID},
+                    ]
                 },
                 "messages": 1,
             }
@@ -329,7 +328,10 @@ def test_messages_after_pipeline_slices_after_the_anchor() -> None:
                 "updated": 1,
                 "messages": 1,
                 "index": {
-                    "$indexOfArray": [{"$map": {"input": "$messages", "in": "$$this.id"}}, MID]
+                    "$indexOfArray": [
+                        {"$map": {"input": "$messages", "in": "$$this.id"}},
+                        {"$literal": MID},
+                    ]
                 },
             }
         },

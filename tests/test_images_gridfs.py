@@ -644,7 +644,12 @@ def test_size_bytes_covers_the_real_document_after_every_kind_of_change(
     check("copy", copied.id)
     imported = RoleThread.from_openai(thread.to_openai()["messages"], store=store)
     check("from_openai", imported.id)
-    restored = RoleThread.from_v1(thread.to_v1().model_copy(update={"id": "restored"}), store=store)
+    schema = thread.to_v1()
+    # Message ids are unique across threads: the restored copy needs its own.
+    renumbered = [m.model_copy(update={"id": f"restored-{i}"}) for i, m in enumerate(schema.messages)]
+    restored = RoleThread.from_v1(
+        schema.model_copy(update={"id": "restored", "messages": renumbered}), store=store
+    )
     check("from_v1", restored.id)
     for _step, estimate, real in sizes:
         assert estimate - real < 4_096, sizes  # close enough to be a useful budget check

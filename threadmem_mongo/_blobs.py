@@ -18,6 +18,9 @@ from threadmem_mongo._images import join_data_uri
 from threadmem_mongo.errors import ImageNotFoundError
 
 DEFAULT_BUCKET = "threadmem_images"
+#: Set on a file document while ``ThreadStore.release_blobs`` decides whether to
+#: delete it; a copy that shares a marked image is made again.
+RELEASING_FIELD = "releasing"
 CHUNK_SIZE = 255 * 1024
 
 Document = dict[str, Any]
@@ -143,6 +146,72 @@ class BlobStore:
         with translated_errors():
             self._files.delete_many({"_id": {"$in": ids}})
             self._chunks.delete_many({"files_id": {"$in": ids}})
+
+    def mark_releasing(self, blob_ids: Iterable[str]) -> None:
+        """Mark images as being released (see ``ThreadStore.release_blobs``).
+
+        Args:
+            blob_ids: The file ids.
+        """
+        ids = [_object_id(blob_id) for blob_id in blob_ids]
+        if ids:
+            with translated_errors():
+                self._files.update_many({"_id": {"$in": ids}}, {"$set": {RELEASING_FIELD: True}})
+
+    def unmark_releasing(self, blob_ids: Iterable[str]) -> None:
+        """Clear the mark of images found still in use.
+
+        Args:
+            blob_ids: The file ids.
+        """
+        ids = [_object_id(blob_id) for blob_id in blob_ids]
+        if ids:
+            with translated_errors():
+                self._files.update_many({"_id": {"$in": ids}}, {"$unset": {RELEASING_FIELD: ""}})
+
+    def all_present_and_unmarked(self, blob_ids: Iterable[str]) -> bool:
+        """Return whether every image is stored and not marked as being released.
+
+        Args:
+            blob_ids: The file ids.
+
+        Returns:
+            True when all are there and unmarked (also when there are none).
+        """
+        ids = list({_object_id(blob_id) for blob_id in blob_ids})
+        if not ids:
+            return True
+        with translated_errors():
+            intact = self._files.count_documents(
+                {"_id": {"$in": ids}, RELEASING_FIELD: {"$exists": False}}
+            )
+        return intact == len(ids)
+
+    def delete_orphan_chunks(self, cutoff: datetime.datetime) -> list[str]:
+        """Delete chunks written before ``cutoff`` whose file document does not exist.
+
+        A write that failed after some chunks leaves them: the file document, written
+        last, never came. A chunk's age is its file id's, an ObjectId made when the
+        write began.
+
+        Args:
+            cutoff: A timezone-aware time.
+
+        Returns:
+            The file ids whose chunks were deleted, as hex strings.
+        """
+        with translated_errors():
+            chunked = self._chunks.distinct(
+                "files_id", {"files_id": {"$lt": ObjectId.from_datetime(cutoff)}}
+            )
+            if not chunked:
+                return []
+            cursor = self._files.find({"_id": {"$in": chunked}}, {"_id": 1})
+            complete = {doc["_id"] for doc in cursor}
+            orphans = [file_id for file_id in chunked if file_id not in complete]
+            if orphans:
+                self._chunks.delete_many({"files_id": {"$in": orphans}})
+        return [str(file_id) for file_id in orphans]
 
     def ids_older_than(self, cutoff: datetime.datetime) -> list[str]:
         """Return the ids of images uploaded before ``cutoff``.

@@ -11,14 +11,19 @@ import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
+import pymongo
 from pymongo import ASCENDING
 from pymongo.change_stream import ChangeStream
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure, OperationFailure
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
 
-from threadmem_mongo import _updates
+from threadmem_mongo import _updates, _validation
 from threadmem_mongo._blobs import DEFAULT_BUCKET, BlobStore
-from threadmem_mongo._capabilities import has_change_streams, has_index_of_array
+from threadmem_mongo._capabilities import (
+    enforces_unique_array_keys,
+    has_change_streams,
+    has_index_of_array,
+)
 from threadmem_mongo._driver import translated, translated_errors
 from threadmem_mongo._images import (
     DEFAULT_BLOB_THRESHOLD,
@@ -41,14 +46,25 @@ from threadmem_mongo.errors import (
 
 Document = dict[str, Any]
 
-#: Indexes every store needs: listing a user's threads in creation order, finding a
-#: message by id without scanning threads, and finding who references an image blob.
+#: Indexes every store needs: listing a user's threads in creation order, and finding
+#: who references an image blob.
 INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("owner_created", [("owner_id", ASCENDING), ("created", ASCENDING)]),
     ("created", [("created", ASCENDING)]),
-    ("message_id", [("messages.id", ASCENDING)]),
     ("message_blobs", [("messages.blobs", ASCENDING)]),
 )
+
+#: Finds a message by id without scanning threads, and keeps message ids unique across
+#: threads. Partial, so threads without messages (which index no id) are not duplicates
+#: of each other.
+MESSAGE_ID_INDEX = "message_id_unique"
+MESSAGE_ID_KEYS = [("messages.id", ASCENDING)]
+MESSAGE_ID_PARTIAL = {"messages.id": {"$exists": True}}
+#: The non-unique index of earlier releases, replaced by ``MESSAGE_ID_INDEX``.
+LEGACY_MESSAGE_ID_INDEX = "message_id"
+
+#: Server code of an index build that met duplicate keys.
+DUPLICATE_KEY = 11000
 
 #: Server codes meaning "change streams are not available here" (standalone mongod).
 NO_CHANGE_STREAM_CODES = frozenset({40573, 40324})
@@ -57,8 +73,9 @@ NO_CHANGE_STREAM_CODES = frozenset({40573, 40324})
 RECONNECT_PAUSE = 0.25
 
 
-def _wait_or_raise(exc: Exception, failing_since: float | None, limit: float) -> float:
-    """Return when failures began; raise once they have lasted ``limit`` seconds."""
+def _wait_or_raise(exc: Exception, failing_since: float, limit: float) -> float:
+    """Return ``failing_since``, when failures began; raise once they have lasted so long
+    that another attempt after ``RECONNECT_PAUSE`` would end past ``limit`` seconds."""
     if isinstance(exc, OperationFailure) and exc.code in NO_CHANGE_STREAM_CODES:
         raise ConfigurationError(
             "the server does not offer change streams: watch() needs MongoDB running as a "
@@ -66,10 +83,7 @@ def _wait_or_raise(exc: Exception, failing_since: float | None, limit: float) ->
         ) from exc
     if isinstance(exc, OperationFailure) and not exc.has_error_label("ResumableChangeStreamError"):
         raise translated(exc) from exc
-    now = time.monotonic()
-    if failing_since is None:
-        return now
-    if now - failing_since > limit:
+    if time.monotonic() - failing_since + RECONNECT_PAUSE >= limit:
         raise StoreUnavailableError(
             f"the change stream could not be reopened for {limit:.0f} s: {type(exc).__name__}"
         ) from exc
@@ -78,6 +92,14 @@ def _wait_or_raise(exc: Exception, failing_since: float | None, limit: float) ->
 
 #: The TTL index: the server deletes a thread once its ``expires_at`` has passed.
 TTL_INDEX: tuple[str, list[tuple[str, int]]] = ("expires_at", [("expires_at", ASCENDING)])
+
+
+def _message_id_taken(thread_id: str, message_ids: Sequence[str]) -> InvalidInputError:
+    return InvalidInputError(
+        f"a message id of {message_ids!r} already belongs to another thread than "
+        f"{thread_id!r}; message ids are unique across threads: post a new message (or copy "
+        "the thread, which gives its messages new ids)"
+    )
 
 
 class ThreadStore:
@@ -157,10 +179,30 @@ class ThreadStore:
             with translated_errors():
                 for name, keys in INDEXES:
                     self._collection.create_index(keys, name=name)
+                self._ensure_message_id_index()
                 ttl_name, ttl_keys = TTL_INDEX
                 self._collection.create_index(ttl_keys, name=ttl_name, expireAfterSeconds=0)
             self._blobs.ensure_indexes()
             self._indexes_ready = True
+
+    def _ensure_message_id_index(self) -> None:
+        # Where unique array keys are not enforced (mongomock), the ids are checked by a
+        # read before each write instead, and a unique index would only misjudge builds.
+        unique: dict[str, Any] = {}
+        if enforces_unique_array_keys(self._collection):
+            unique = {"unique": True, "partialFilterExpression": MESSAGE_ID_PARTIAL}
+        try:
+            self._collection.create_index(MESSAGE_ID_KEYS, name=MESSAGE_ID_INDEX, **unique)
+        except OperationFailure as exc:
+            if exc.code != DUPLICATE_KEY:
+                raise
+            raise ConfigurationError(
+                f"{self._collection.full_name} holds message ids that appear in more than one "
+                "thread, so the unique index on messages.id cannot be built; give those "
+                "messages new ids (for example by copying the threads) and try again"
+            ) from exc
+        if LEGACY_MESSAGE_ID_INDEX in self._collection.index_information():
+            self._collection.drop_index(LEGACY_MESSAGE_ID_INDEX)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -179,7 +221,9 @@ class ThreadStore:
 
         Raises:
             ThreadNotFoundError: No such thread.
+            InvalidInputError: ``thread_id`` is not a string.
         """
+        _validation.check_id("thread_id", thread_id)
         self.ensure_indexes()
         with translated_errors(thread_id):
             doc = self._collection.find_one(
@@ -307,18 +351,35 @@ class ThreadStore:
 
         Raises:
             ThreadTooLargeError: The document is over the size budget.
-            InvalidInputError: A thread with this id exists already.
+            InvalidInputError: A thread with this id exists already, or a message id is
+                already in another thread.
         """
         self.ensure_indexes()
         if doc["size_bytes"] > DOCUMENT_BUDGET_BYTES:
             raise ThreadTooLargeError(doc["_id"], doc["size_bytes"], DOCUMENT_BUDGET_BYTES)
-        from pymongo.errors import DuplicateKeyError
-
+        message_ids = [message["id"] for message in doc.get("messages") or []]
+        self._check_ids_elsewhere(doc["_id"], message_ids)
         with translated_errors(doc["_id"]):
             try:
                 self._collection.insert_one(dict(doc))
             except DuplicateKeyError as exc:
-                raise InvalidInputError(f"a thread with id {doc['_id']!r} exists already") from exc
+                if self._collection.find_one(_updates.by_id(doc["_id"]), {"_id": 1}):
+                    raise InvalidInputError(
+                        f"a thread with id {doc['_id']!r} exists already"
+                    ) from exc
+                raise _message_id_taken(doc["_id"], message_ids) from exc
+
+    def _check_ids_elsewhere(self, thread_id: str, message_ids: Sequence[str]) -> None:
+        """On a server that does not enforce the unique ``messages.id`` index, refuse
+        message ids another thread holds with a read (the index does it elsewhere)."""
+        if not message_ids or enforces_unique_array_keys(self._collection):
+            return
+        with translated_errors(thread_id):
+            holder = self._collection.find_one(
+                _updates.message_ids_elsewhere(thread_id, message_ids), {"_id": 1}
+            )
+        if holder is not None:
+            raise _message_id_taken(thread_id, message_ids)
 
     def append(
         self,
@@ -367,6 +428,7 @@ class ThreadStore:
             current = int(status.get("size_bytes", 0))
             if current + size > DOCUMENT_BUDGET_BYTES:
                 raise ThreadTooLargeError(thread_id, current + size, DOCUMENT_BUDGET_BYTES)
+        self._check_ids_elsewhere(thread_id, [message_doc["id"]])
         appended, in_sequence = self._commutative_update(
             thread_id, _updates.append_message(thread_id, message_doc, size, now), known_version
         )
@@ -404,12 +466,16 @@ class ThreadStore:
         """
         query, update = built
         with translated_errors(thread_id):
-            pinned = self._collection.update_one(
-                _updates.pinned(query, known_version), dict(update)
-            )
-            if pinned.matched_count:
-                return True, True
-            result = self._collection.update_one(dict(query), dict(update))
+            try:
+                pinned = self._collection.update_one(
+                    _updates.pinned(query, known_version), dict(update)
+                )
+                if pinned.matched_count:
+                    return True, True
+                result = self._collection.update_one(dict(query), dict(update))
+            except DuplicateKeyError as exc:
+                # Only an append adds a key to a unique index: its message id is taken.
+                raise _message_id_taken(thread_id, _updates.pushed_message_ids(update)) from exc
         return bool(result.matched_count), False
 
     def update_at_version(
@@ -483,7 +549,7 @@ class ThreadStore:
             raise ThreadNotFoundError(thread_id)
         return in_sequence
 
-    def delete(self, thread_id: str) -> bool:
+    def delete(self, thread_id: str, *, version: int | None = None) -> bool:
         """Delete a thread and the images only it referenced, in one step by id.
 
         Unlike ``RoleThread.delete`` it needs no loaded object, and no access check
@@ -491,17 +557,34 @@ class ThreadStore:
 
         Args:
             thread_id: The thread to delete.
+            version: Delete it only if it is still at this version, so a deletion
+                decided on what was read cannot remove a change made since.
 
         Returns:
-            Whether the thread existed (False: nothing was deleted).
+            Whether the thread was deleted (False: it did not exist, or was no longer at
+                ``version``; nothing was deleted).
+
+        Once the thread is deleted the call succeeds: if releasing its images fails (the
+        server became unreachable), they are left for ``sweep_blobs``.
+
+        Raises:
+            InvalidInputError: ``thread_id`` is not a string, or ``version`` is not a
+                whole number.
+            StoreUnavailableError: The server could not be reached before the thread
+                was deleted.
         """
-        with translated_errors(thread_id):
-            doc = self._collection.find_one_and_delete(
-                _updates.by_id(thread_id), projection=_updates.BLOBS_PROJECTION
+        _validation.check_id("thread_id", thread_id)
+        query = _updates.by_id(thread_id)
+        if version is not None:
+            query = _updates.at_version(
+                thread_id, _validation.check_count("version", version, minimum=0)
             )
+        with translated_errors(thread_id):
+            doc = self._collection.find_one_and_delete(query, projection=_updates.BLOBS_PROJECTION)
         if doc is None:
             return False
-        self.release_blobs(_updates.blob_ids_of(doc.get("messages") or []))
+        with contextlib.suppress(ThreadMemError):
+            self.release_blobs(_updates.blob_ids_of(doc.get("messages") or []))
         return True
 
     def message(self, thread_id: str, message_id: str) -> Document | None:
@@ -620,10 +703,15 @@ class ThreadStore:
         last_event = time.monotonic()
         failing_since: float | None = None
         while True:
+            attempt = time.monotonic()
+            began = attempt if failing_since is None else failing_since
             try:
-                stream = self._open_stream(pipeline, token, full_document, wait_ms)
+                # Each attempt gets only what is left of reconnect_timeout, so a server that
+                # accepts connections but never answers cannot hold it longer.
+                with pymongo.timeout(max(0.001, reconnect_timeout - (attempt - began))):
+                    stream = self._open_stream(pipeline, token, full_document, wait_ms)
             except (ConnectionFailure, OperationFailure) as exc:
-                failing_since = _wait_or_raise(exc, failing_since, reconnect_timeout)
+                failing_since = _wait_or_raise(exc, began, reconnect_timeout)
                 time.sleep(RECONNECT_PAUSE)
                 continue
             failing_since = None
@@ -633,10 +721,15 @@ class ThreadStore:
                     opened = True
                     yield None
                 while True:
+                    asked = time.monotonic()
                     try:
-                        change = stream.try_next()
+                        # A live server answers within wait_ms, so silence past that is
+                        # already failure time.
+                        with pymongo.timeout(wait_ms / 1000 + reconnect_timeout):
+                            change = stream.try_next()
                     except (ConnectionFailure, OperationFailure) as exc:
-                        failing_since = _wait_or_raise(exc, failing_since, reconnect_timeout)
+                        began = min(time.monotonic(), asked + wait_ms / 1000)
+                        failing_since = _wait_or_raise(exc, began, reconnect_timeout)
                         break
                     token = stream.resume_token or token
                     if change is not None:
@@ -743,28 +836,55 @@ class ThreadStore:
         Low-level: a step ``RoleThread`` uses; apps normally call the ``RoleThread``
         methods instead, which keep the object's state and the invariants.
 
+        Each image is first marked as being released, then looked for in the threads;
+        it is deleted only if no thread holds it, and unmarked otherwise. A ``copy`` that
+        took the image checks the mark after it is stored (see ``blobs_intact``), so
+        either this finds the copy holding the image, or the copy sees the mark and is
+        made again: no copy is left pointing at a deleted image.
+
         Args:
             blob_ids: GridFS file ids; repeated ids are checked once.
 
         Returns:
             The ids deleted.
         """
-        released = []
-        for blob_id in dict.fromkeys(blob_ids):
+        candidates = list(dict.fromkeys(blob_ids))
+        if not candidates:
+            return []
+        self._blobs.mark_releasing(candidates)
+        released: list[str] = []
+        held: list[str] = []
+        for blob_id in candidates:
             with translated_errors():
                 holder = self._collection.find_one(_updates.blob_holder(blob_id), {"_id": 1})
-            if holder is None:
-                released.append(blob_id)
+            (held if holder is not None else released).append(blob_id)
+        self._blobs.unmark_releasing(held)
         self._blobs.delete(released)
         return released
+
+    def blobs_intact(self, blob_ids: Iterable[str]) -> bool:
+        """Return whether every one of ``blob_ids`` is stored and not being released.
+
+        Low-level: ``copy`` calls it after storing a thread that shares these images.
+
+        Args:
+            blob_ids: GridFS file ids.
+
+        Returns:
+            False when an image is gone or ``release_blobs`` is deciding about it.
+        """
+        return self._blobs.all_present_and_unmarked(blob_ids)
 
     def sweep_blobs(self, older_than: datetime.timedelta) -> list[str]:
         """Delete images uploaded more than ``older_than`` ago that no thread references.
 
         They are left by a process that stopped between writing an image and the
-        message, or by threads the TTL index expired. Run it now and then (for example
-        daily); ``older_than`` should be well above the time a post takes, so an image
-        whose message is still being written is not taken.
+        message, or by threads the TTL index expired. Chunks whose image was never
+        completed (a write failed after some chunks) are deleted too, once they are
+        ``older_than``; their ids are returned with the others. A mark left on a held
+        image by a release that stopped half-way is cleared. Run it now and then (for
+        example daily); ``older_than`` should be well above the time a post takes, so an
+        image whose message is still being written is not taken.
 
         Args:
             older_than: Only images uploaded at least this long ago are considered.
@@ -776,4 +896,5 @@ class ThreadStore:
             StoreUnavailableError: The server could not be reached.
         """
         cutoff = datetime.datetime.now(datetime.timezone.utc) - older_than
-        return self.release_blobs(self._blobs.ids_older_than(cutoff))
+        released = self.release_blobs(self._blobs.ids_older_than(cutoff))
+        return released + self._blobs.delete_orphan_chunks(cutoff)

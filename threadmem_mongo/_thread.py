@@ -13,7 +13,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from threadmem_mongo import _document, _updates, _validation
+from threadmem_mongo import (
+    _anthropic,
+    _assistants,
+    _document,
+    _imports,
+    _responses,
+    _updates,
+    _validation,
+)
 from threadmem_mongo._config import default_store, local_images_allowed
 from threadmem_mongo._document import ThreadState
 from threadmem_mongo._events import (
@@ -49,6 +57,10 @@ _IS_SYNC = True
 
 #: How often ``RoleThread.apply`` re-reads and retries before giving up.
 DEFAULT_APPLY_ATTEMPTS = 5
+
+#: How often ``RoleThread.copy`` starts again when a shared image was released
+#: while it copied (its message was deleted meanwhile).
+COPY_ATTEMPTS = 5
 
 
 def _new_state(
@@ -101,8 +113,22 @@ def _check_expiry(
 
 
 def _check_last(last: object) -> None:
-    if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 0):
-        raise InvalidInputError(f"last must be None or a whole number >= 0, got {last!r}")
+    if last is not None:
+        _validation.check_count("last", last, minimum=0)
+
+
+def _check_str(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _check_resume_token(token: object) -> None:
+    if token is not None and not isinstance(token, Mapping):
+        raise InvalidInputError(
+            "resume_after must be the resume_token of an event (a dict), got "
+            f"{type(token).__name__}"
+        )
 
 
 def _utc(epoch: float) -> datetime.datetime:
@@ -231,8 +257,12 @@ class RoleThread:
         self._lock = threading.Lock()
         self._window: int | None = None
         self._resolved: dict[str, str] = {}
+        # Set when a write landed but reading what others wrote around it failed: the
+        # state lacks messages, so the next read of the messages re-reads the thread.
+        self._stale = False
 
     def _insert(self) -> None:
+        _validation.check_unique_ids(message.id for message in self._state.messages)
         written: list[str] = []
         try:
             for index, message in enumerate(self._state.messages):
@@ -495,12 +525,23 @@ class RoleThread:
                     for ref, posted in zip(images, message.images, strict=True)
                     if is_blob_ref(ref)
                 )
-            elif not self._catch_up():
-                # Someone else changed the thread in between other than by appending (or
-                # this message had landed before): read it again so this object holds
-                # what the store holds.
-                self._reload()
+            else:
+                self._follow_others()
         return message
+
+    def _follow_others(self) -> None:
+        """After a write that landed among others' changes, read what they changed.
+
+        Only the new messages are read when only appends happened; otherwise (or when
+        this message had landed before) the whole thread. If that read fails, the write
+        still stands: raising would invite a retry, so the object is marked stale and
+        its next ``messages()`` reads the thread again.
+        """
+        try:
+            if not self._catch_up():
+                self._reload()
+        except StoreUnavailableError:
+            self._stale = True
 
     def _catch_up(self) -> bool:
         """Pick up what others appended since this object's state, reading only that.
@@ -550,6 +591,10 @@ class RoleThread:
             ImageNotFoundError: An image stored in GridFS is missing.
             StoreUnavailableError: The server could not be reached while reading images.
         """
+        if self._stale:
+            with self._lock:
+                if self._stale:
+                    self._reload()
         chosen = [m for m in self._state.messages if include_private or not m.private]
         if not resolve_images:
             return chosen
@@ -589,8 +634,7 @@ class RoleThread:
             ImageNotFoundError: An image stored in GridFS is missing.
         """
         _validation.check_positive_int("limit", limit)
-        if before is not None and not isinstance(before, str):
-            raise InvalidInputError("before must be a message id (a string) or None")
+        _validation.check_optional_id("before", before)
         docs = self._store.history(self.id, before, limit)
         return [self._resolve(_document.message_from_document(doc, self.id)) for doc in docs]
 
@@ -638,9 +682,10 @@ class RoleThread:
             ThreadNotFoundError: The thread was deleted.
             ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
         """
+        _validation.check_id("message_id", message_id)
         changes: dict[str, Any] = {}
         if text is not None:
-            changes["text"] = text
+            changes["text"] = _validation.check_encodable("text", _check_str("text", text))
         if metadata is not None:
             changes["metadata"] = _validation.check_metadata(metadata)
         if private is not None:
@@ -677,6 +722,7 @@ class RoleThread:
             VersionConflictError: The thread changed since this object read it.
             ThreadNotFoundError: The thread was deleted.
         """
+        _validation.check_id("message_id", message_id)
         with self._lock:
             index, old = self._find_message(message_id)
             size = _document.element_size(_document.message_to_document(old))
@@ -686,6 +732,84 @@ class RoleThread:
                 del self._state.messages[index]
             self._state.message_count -= 1
         self._store.release_blobs(_updates.blob_ids_of([_document.message_to_document(old)]))
+
+    def extend(
+        self, messages: Iterable[RoleMessage], *, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Append messages, and replace the thread's metadata, in one atomic update, if
+        nobody changed the thread since this object read it.
+
+        Unlike ``post`` and ``add_msg``, which never conflict, this lands whole or not at
+        all: for a change decided on what the object read, such as a batch that must
+        follow a given state, or messages and a thread field that must change together.
+        Large data URIs go to GridFS first, as with ``post``.
+
+        Args:
+            messages: The messages to append, in order, built as for ``add_msg``; their
+                ids must differ from each other and from the loaded messages'.
+            metadata: The thread's new metadata, replacing the old as a whole; None
+                leaves it unchanged.
+
+        Raises:
+            InvalidInputError: A message is not a RoleMessage, belongs to another thread,
+                or repeats an id; or the metadata is not acceptable; or there is nothing
+                to write. Nothing was written.
+            VersionConflictError: The thread changed since this object read it; nothing
+                was written.
+            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
+            ThreadNotFoundError: The thread was deleted.
+        """
+        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
+            raise InvalidInputError("extend() takes a list of RoleMessage")
+        batch: list[RoleMessage] = []
+        for message in messages:
+            if not isinstance(message, RoleMessage):
+                raise InvalidInputError(
+                    f"extend() takes RoleMessages, got {type(message).__name__}"
+                )
+            if message.thread_id not in (None, self.id):
+                raise InvalidInputError(
+                    f"message {message.id!r} belongs to thread {message.thread_id!r}"
+                )
+            batch.append(message.model_copy(update={"thread_id": self.id}))
+        checked = None if metadata is None else _validation.check_metadata(metadata)
+        if not batch and metadata is None:
+            raise InvalidInputError("extend() needs messages or metadata")
+        ids = [message.id for message in batch]
+        known = {message.id for message in self._state.messages}
+        if len(set(ids)) != len(ids) or known.intersection(ids):
+            raise InvalidInputError("extend() got a message id twice, or one the thread holds")
+        written: list[str] = []
+        try:
+            stored: list[RoleMessage] = []
+            for message in batch:
+                images, new = self._store.offload_images(message.images)
+                written.extend(new)
+                stored.append(message.model_copy(update={"images": images}) if new else message)
+            docs = [_document.message_to_document(message) for message in stored]
+            size = sum(_document.element_size(doc) for doc in docs)
+            with self._lock:
+                fields = None
+                if checked is not None:
+                    fields = {"metadata": checked}
+                    size += _document.fields_size(fields) - _document.fields_size(
+                        {"metadata": self._saved_fields["metadata"]}
+                    )
+                built = _updates.append_messages(
+                    self.id, self.version, docs, size, time.time(), fields
+                )
+                self._commit(built)
+                self._state.messages.extend(stored)
+                self._state.message_count += len(stored)
+                if checked is not None:
+                    self._state.metadata = checked
+                    self._saved_fields["metadata"] = copy.deepcopy(checked)
+        except StoreUnavailableError:
+            # The update may have landed: keep the blobs its messages may refer to.
+            raise
+        except BaseException:
+            self._store.discard_blobs(written)
+            raise
 
     def remove_images(self) -> None:
         """Strip the images from every ``user`` message, and persist it.
@@ -783,24 +907,85 @@ class RoleThread:
 
     # -- whole-thread changes ------------------------------------------------------------
 
-    def save(self) -> None:
+    def save(self, *, append: RoleMessage | None = None) -> None:
         """Persist ``public``, ``name`` and ``metadata``, if nobody changed the thread since.
 
-        Writes nothing when they are unchanged.
+        Writes nothing when they are unchanged and no message is given. With ``append``,
+        the message is appended in the same atomic update: the fields and the message
+        land together, only if nobody changed the thread since this object read it, or
+        neither does. That counts as two changes, so the version rises by two.
+
+        Args:
+            append: A message to append together with the fields, as ``add_msg`` takes
+                it (its ``thread_id`` None or this thread's id); large data URIs go to
+                GridFS first, as with ``post``.
 
         Raises:
-            InvalidInputError: ``metadata`` was edited in place into something unstorable.
+            InvalidInputError: ``metadata`` was edited in place into something unstorable,
+                ``append`` is not a RoleMessage of this thread, or a message with its id
+                is in the thread already; nothing was written.
             VersionConflictError: The thread changed since this object read it.
+            ThreadTooLargeError: The message would push the thread past MongoDB's
+                document size limit.
+            ThreadNotFoundError: The thread was deleted.
         """
+        message = None if append is None else self._own_message(append, "save(append=...)")
         with self._lock:
             _validation.check_metadata(self._state.metadata)
             fields = _document.editable_fields(self._state)
-            if fields == self._saved_fields:
+            if message is not None:
+                self._save_and_append(fields, message)
+            elif fields == self._saved_fields:
                 return
-            delta = _document.fields_size(fields) - _document.fields_size(self._saved_fields)
-            built = _updates.set_fields(self.id, self.version, fields, delta, time.time())
-            self._commit(built)
+            else:
+                delta = _document.fields_size(fields) - _document.fields_size(self._saved_fields)
+                built = _updates.set_fields(self.id, self.version, fields, delta, time.time())
+                self._commit(built)
             self._saved_fields = copy.deepcopy(fields)
+
+    def _own_message(self, message: object, caller: str) -> RoleMessage:
+        if not isinstance(message, RoleMessage):
+            raise InvalidInputError(f"{caller} takes a RoleMessage, got {type(message).__name__}")
+        if message.thread_id not in (None, self.id):
+            raise InvalidInputError(
+                f"message {message.id!r} belongs to thread {message.thread_id!r}; post a new "
+                "message instead of moving it"
+            )
+        if message.thread_id is None:
+            return message.model_copy(update={"thread_id": self.id})
+        return message
+
+    def _save_and_append(self, fields: dict[str, Any], message: RoleMessage) -> None:
+        images, written = self._store.offload_images(message.images)
+        stored = message.model_copy(update={"images": images}) if written else message
+        doc = _document.message_to_document(stored)
+        size = _document.element_size(doc)
+        delta = _document.fields_size(fields) - _document.fields_size(self._saved_fields)
+        built = _updates.set_fields_and_append(
+            self.id, self.version, fields, doc, delta + size, time.time()
+        )
+        try:
+            self._commit(
+                built,
+                on_same_version=lambda: InvalidInputError(
+                    f"message {message.id!r} is in thread {self.id!r} already"
+                ),
+            )
+        except StoreUnavailableError:
+            # The update may have landed: its message would refer to the blobs.
+            raise
+        except BaseException:
+            self._store.discard_blobs(written)
+            raise
+        # _commit counted one change; the append is the second.
+        self._state.version += 1
+        self._state.messages.append(stored)
+        self._state.message_count += 1
+        self._resolved.update(
+            (ref, posted)
+            for ref, posted in zip(images, message.images, strict=True)
+            if is_blob_ref(ref)
+        )
 
     def _commit(
         self,
@@ -878,6 +1063,7 @@ class RoleThread:
         doc = self._store.load(self.id, last=self._window)
         self._state = _document.thread_from_document(doc)
         self._saved_fields = copy.deepcopy(_document.editable_fields(self._state))
+        self._stale = False
 
     def _load_whole(self) -> None:
         self._window = None
@@ -910,7 +1096,7 @@ class RoleThread:
             delta = _document.fields_size(new) - _document.fields_size(old)
             built = _updates.set_expiry(self.id, expires_at, seconds, delta, now)
             if not self._store.touch(self.id, built, self._state.version):
-                self._reload()
+                self._follow_others()
                 return
             self._state.version += 1
             self._state.expires_at = expires_at
@@ -938,36 +1124,44 @@ class RoleThread:
         thread leaves the other's images in place. A thread with a ``ttl`` gives the copy
         the same ``ttl`` from now; one with only ``expires_at`` gives it that date.
 
-        The copy is made from this object's state, in one write: ``name``, ``public``
-        and ``metadata`` as this object holds them, unsaved edits included, and the
-        messages it has loaded. An object loaded with ``last=`` first re-reads the
-        whole thread (which drops those unsaved edits) so the copy has every message.
+        The messages, roles and expiry are copied from the thread as stored, read whole
+        when the copy is made, whatever this object has loaded; ``name``, ``public`` and
+        ``metadata`` are taken as this object holds them, unsaved edits included. This
+        object is not changed. Should a message be deleted (and its images released)
+        while the copy is made, the copy is dropped and made again from a new read, so
+        no copy ever refers to an image that is gone.
 
         Returns:
             The new thread, at version 0, stored in the same store.
 
         Raises:
             ThreadTooLargeError: The copy would exceed MongoDB's document size limit.
-            ThreadNotFoundError: This object was loaded with ``last=`` and the thread
-                has been deleted since.
+            ThreadNotFoundError: The thread has been deleted.
+            VersionConflictError: Images kept being released while copying, on every
+                one of ``COPY_ATTEMPTS`` attempts.
         """
-        if self._state.offset:
-            with self._lock:
-                self._load_whole()
-        thread_id = new_id()
-        messages = _document.renumbered_messages(self._state.messages, thread_id)
-        state = _new_state(
-            self.owner_id,
-            self.public,
-            self.name,
-            copy.deepcopy(self.metadata),
-            self.role_mapping,
-            messages,
-            thread_id,
-            ttl=self.ttl,
-            expires_at=None if self.ttl is not None else self.expires_at,
-        )
-        return RoleThread._create(state, self._store)
+        for _ in range(COPY_ATTEMPTS):
+            source = _document.thread_from_document(self._store.load(self.id))
+            thread_id = new_id()
+            state = _new_state(
+                self.owner_id,
+                self.public,
+                self.name,
+                copy.deepcopy(self.metadata),
+                source.roles,
+                _document.renumbered_messages(source.messages, thread_id),
+                thread_id,
+                ttl=None if source.ttl is None else datetime.timedelta(seconds=source.ttl),
+                expires_at=source.expires_at if source.ttl is None else None,
+            )
+            made = RoleThread._create(state, self._store)
+            shared = _updates.blob_ids_of(
+                _document.message_to_document(message) for message in state.messages
+            )
+            if self._store.blobs_intact(shared):
+                return made
+            self._store.delete(made.id)
+        raise VersionConflictError(self.id, self.version, source.version)
 
     # -- lookup --------------------------------------------------------------------------
 
@@ -996,8 +1190,7 @@ class RoleThread:
             InvalidInputError: ``thread_id`` is not a string, or ``last`` is not a whole
                 number of at least 0.
         """
-        if not isinstance(thread_id, str):
-            raise InvalidInputError(f"thread_id must be a string, got {type(thread_id).__name__}")
+        _validation.check_id("thread_id", thread_id)
         _check_last(last)
         target = store if store is not None else default_store()
         return cls._from_document(target.load(thread_id, last=last), target, last)
@@ -1121,6 +1314,8 @@ class RoleThread:
             StoreUnavailableError: The server stayed unreachable.
             ImageNotFoundError: An image stored in GridFS is missing.
         """
+        _validation.check_optional_id("after_message", after_message)
+        _check_resume_token(resume_after)
         changes = self._store.changes(
             thread_pipeline(self.id),
             resume_after=resume_after,
@@ -1181,6 +1376,7 @@ class RoleThread:
         """
         if owner_id is not None:
             _validation.check_filter_value("owner_id", owner_id)
+        _check_resume_token(resume_after)
         target = store if store is not None else default_store()
         changes = target.changes(
             owner_pipeline(owner_id),
@@ -1268,8 +1464,8 @@ class RoleThread:
         the current time; the thread has no roles (``role_mapping`` is empty).
 
         Each image ``url`` must be an ``http(s)`` URL or a data URI (no file is read).
-        A ``gridfs:<id>`` reference is accepted too and points the message at that
-        stored image, so do not pass such URLs on from untrusted clients.
+        ``gridfs:<id>`` references are refused (``ImageFormatError``): input can never
+        point a message at an image stored for another thread.
 
         Args:
             messages: OpenAI chat messages: dicts with a string ``role`` and a
@@ -1364,3 +1560,270 @@ class RoleThread:
             updated=schema.updated,
         )
         return cls._create(state, store)
+
+    def to_anthropic(self, include_private: bool = True) -> dict[str, Any]:
+        """Return the thread in the Anthropic Messages API shape.
+
+        ``system`` messages are lifted, in order, into ``system`` (joined by a blank
+        line); ``assistant`` messages stay ``assistant``; ``user`` messages and those of
+        every other role become ``user`` turns, the text of another role (a bot's name,
+        ``tool``) prefixed with ``"<role>: "``. Content is a list of ``text`` and
+        ``image`` blocks placed by ``<image>`` placeholders as in ``to_openai()``; a data
+        URI becomes a ``base64`` source, a URL a ``url`` source, and images in GridFS are
+        read and sent as ``base64``. Exports the loaded messages (all, unless loaded
+        with ``last=``).
+
+        Args:
+            include_private: Also export private messages.
+
+        Returns:
+            ``{"system": str | None, "messages": [...]}``: ``system`` is None when the
+                thread has no system message.
+
+        Raises:
+            InvalidInputError: A system message has images, an image is not JPEG, PNG,
+                GIF or WebP, or a message's placeholders do not match its images.
+            ImageNotFoundError: An image stored in GridFS is missing.
+        """
+        return _anthropic.thread_to_anthropic(self.messages(include_private))
+
+    @classmethod
+    def from_anthropic(
+        cls,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        system: str | Iterable[Mapping[str, Any]] | None = None,
+        owner_id: str | None = None,
+        public: bool = False,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        store: ThreadStore | None = None,
+    ) -> RoleThread:
+        """Build and store a thread from an Anthropic Messages API conversation, in one write.
+
+        The ``system`` prompt becomes a first ``system`` message. Each message keeps its
+        role; string content becomes the text; ``text`` blocks followed by ``image``
+        blocks become the text and the images; when a text block follows an image, the
+        blocks join with spaces and an ``<image>`` placeholder where each image stood,
+        so ``to_anthropic()`` gives the same blocks back. Messages get new ids and the
+        current time, as with ``from_openai``; each call makes a new thread.
+
+        Args:
+            messages: ``MessageParam`` dicts: ``role`` ``"user"`` or ``"assistant"``, and
+                ``content`` a string or a list of ``text`` and ``image`` blocks (image
+                sources ``base64`` or ``url``).
+            system: The system prompt: a string or a list of ``text`` blocks.
+            owner_id: Who owns the thread.
+            public: Whether the thread is public.
+            name: A display name.
+            metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
+            store: The store to use; the configured default if omitted.
+
+        Returns:
+            The new thread, at version 0.
+
+        Raises:
+            InvalidInputError: The conversation is not of the Messages API shape, holds
+                blocks other than text and images, or a field is not acceptable; nothing
+                was written.
+            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
+        """
+        parsed = _anthropic.messages_from_anthropic(messages, system)
+        return cls._store_import(parsed, None, owner_id, public, name, metadata, store)
+
+    def to_responses(self, include_private: bool = True) -> list[dict[str, Any]]:
+        """Return the thread as OpenAI Responses API input items.
+
+        ``assistant`` messages become ``{"type": "message", "role": "assistant",
+        "content": text}``; ``user``, ``system`` and ``developer`` messages keep their
+        role with ``input_text`` and ``input_image`` parts (``"detail": "auto"``) placed
+        by ``<image>`` placeholders as in ``to_openai()``; messages of every other role
+        become ``user`` items whose text is prefixed with ``"<role>: "``. Images in
+        GridFS are read and sent as data URIs. Exports the loaded messages (all, unless
+        loaded with ``last=``).
+
+        Args:
+            include_private: Also export private messages.
+
+        Returns:
+            The ``input`` list of a ``responses.create`` call, one item per message.
+
+        Raises:
+            InvalidInputError: An assistant message has images (the Responses API takes
+                none in assistant input), or a message's placeholders do not match its
+                images.
+            ImageNotFoundError: An image stored in GridFS is missing.
+        """
+        return _responses.thread_to_responses(self.messages(include_private))
+
+    @classmethod
+    def from_responses(
+        cls,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        owner_id: str | None = None,
+        public: bool = False,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        store: ThreadStore | None = None,
+    ) -> RoleThread:
+        """Build and store a thread from OpenAI Responses API input items, in one write.
+
+        Each message item keeps its role (``user``, ``assistant``, ``system``,
+        ``developer``); string content becomes the text, and ``input_text``,
+        ``output_text``, ``refusal`` and ``input_image`` parts become the text and the
+        images as in ``from_anthropic``. Messages get new ids and the current time;
+        each call makes a new thread.
+
+        Args:
+            items: Message items, in the input form or the output-message form.
+            owner_id: Who owns the thread.
+            public: Whether the thread is public.
+            name: A display name.
+            metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
+            store: The store to use; the configured default if omitted.
+
+        Returns:
+            The new thread, at version 0.
+
+        Raises:
+            InvalidInputError: ``items`` is not a list of message items, an item is of
+                another type (function calls, reasoning, ...), an image is given by
+                ``file_id``, or a field is not acceptable; nothing was written.
+            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
+        """
+        parsed = _responses.messages_from_responses(items)
+        return cls._store_import(parsed, None, owner_id, public, name, metadata, store)
+
+    @classmethod
+    def import_openai_thread(
+        cls,
+        source: _assistants.ExportSource,
+        *,
+        owner_id: str | None = None,
+        name: str | None = None,
+        store: ThreadStore | None = None,
+    ) -> RoleThread:
+        """Store a thread from an OpenAI Assistants API export, in one write; idempotent.
+
+        The export is what listing the thread's messages returned: the list object
+        (``{"object": "list", "data": [...]}``), a list of ``thread.message`` objects,
+        or a ``.jsonl`` file of them. Messages come out oldest first, with their
+        ``created_at`` as ``created``; text and ``image_url`` parts become text and
+        images; original ids, annotations, attachments and ``image_file`` ids are kept
+        in each message's ``metadata["openai"]``, and the thread's id in the thread's.
+
+        The thread id is derived from the export's thread id and ``owner_id`` (uuid5),
+        and each message id from the thread id and the message's position, so importing
+        the same export again returns the thread the first import made (messages posted
+        since do not matter) instead of making a second one.
+
+        Args:
+            source: The export: a path (``str`` or ``os.PathLike``) of a ``.json`` or
+                ``.jsonl``/``.ndjson`` file, or the parsed JSON (a dict or a list). A
+                string is always a path, never JSON text.
+            owner_id: Who owns the thread.
+            name: A display name.
+            store: The store to use; the configured default if omitted.
+
+        Returns:
+            The new thread at version 0, or the thread an earlier import of the same
+                export made.
+
+        Raises:
+            InvalidInputError: The file cannot be read, the export is malformed or holds
+                several threads, or the thread an earlier import made no longer starts
+                with the export's messages; nothing was written.
+            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
+        """
+        export = _assistants.parse_export(_assistants.export_data(source))
+        thread_id = _imports.import_thread_id("openai-assistants", owner_id, export.thread_id)
+        kept: dict[str, Any] = {"thread_id": export.thread_id}
+        if not export.complete:
+            kept["has_more"] = True
+        return cls._store_import(
+            export.messages, thread_id, owner_id, False, name, {"openai": kept}, store
+        )
+
+    @classmethod
+    def _import_export(
+        cls,
+        format_name: str,
+        data: object,
+        *,
+        owner_id: str | None = None,
+        store: ThreadStore | None = None,
+    ) -> RoleThread:
+        """Store what ``threadmem export --format <format_name>`` printed; idempotent.
+
+        The thread id is derived from the format, ``owner_id`` and a digest of the
+        export's content, so importing the same export again returns the same thread.
+        """
+        if format_name == "openai":
+            parsed = _imports.messages_from_openai_export(data)
+        elif format_name == "anthropic":
+            export = _imports.check_mapping(data, "an Anthropic export")
+            if set(export) - {"system", "messages"}:
+                raise InvalidInputError(
+                    'an Anthropic export must be {"system": ..., "messages": [...]}'
+                )
+            parsed = _anthropic.messages_from_anthropic(
+                export.get("messages"), export.get("system")
+            )
+        elif format_name == "responses":
+            parsed = _responses.messages_from_responses(data)
+        else:
+            raise InvalidInputError(f"cannot import the format {format_name!r}")
+        key = _imports.content_key(data)
+        thread_id = _imports.import_thread_id(format_name, owner_id, key)
+        return cls._store_import(parsed, thread_id, owner_id, False, None, None, store)
+
+    @classmethod
+    def _store_import(
+        cls,
+        parsed: list[_imports.ImportedMessage],
+        thread_id: str | None,
+        owner_id: object,
+        public: object,
+        name: object,
+        metadata: object,
+        store: ThreadStore | None,
+    ) -> RoleThread:
+        """Store the imported messages as a new thread in one write.
+
+        With a ``thread_id`` (an idempotent import), message ids are derived from it,
+        and a thread already stored under it that starts with the same messages is
+        returned instead.
+        """
+        derived = thread_id is not None
+        new_thread_id = thread_id if thread_id is not None else new_id()
+        messages = _imports.build_messages(
+            parsed, new_thread_id, derived_ids=derived, now=time.time()
+        )
+        state = _new_state(owner_id, public, name, metadata, None, messages, new_thread_id)
+        if not derived:
+            return cls._create(state, store)
+        found = cls._earlier_import(state, store)
+        if found is not None:
+            return found
+        try:
+            return cls._create(state, store)
+        except InvalidInputError:
+            # The same import may have landed from elsewhere since the look-up.
+            found = cls._earlier_import(state, store)
+            if found is None:
+                raise
+            return found
+
+    @classmethod
+    def _earlier_import(cls, state: ThreadState, store: ThreadStore | None) -> RoleThread | None:
+        try:
+            found = cls.get(state.id, store=store)
+        except ThreadNotFoundError:
+            return None
+        if not _imports.holds_import(found._state.messages, state.messages):
+            raise InvalidInputError(
+                f"thread {state.id!r} was imported from this export before and no longer "
+                "starts with its messages; delete that thread to import the export again"
+            )
+        return found

@@ -38,6 +38,18 @@ def append_status_projection(message_id: str) -> dict[str, Any]:
 BLOBS_PROJECTION: dict[str, Any] = {"_id": 1, "messages.blobs": 1}
 
 THREAD_FILTER_FIELDS = ("id", "owner_id", "public", "name")
+
+#: The largest count sent in a ``$slice``: servers take only 32-bit counts there, and no
+#: thread holds that many messages, so a larger count means the same.
+MAX_SLICE = 2**31 - 1
+
+
+def literal(value: object) -> dict[str, object]:
+    """``value`` as an aggregation constant: a string such as ``"$_id"`` stays a string
+    instead of being read as a field path, and a dict is never run as an expression."""
+    return {"$literal": value}
+
+
 MESSAGE_FILTER_FIELDS = ("id", "role", "thread_id", "text")
 
 
@@ -58,7 +70,7 @@ def window_projection(last: int | None) -> dict[str, Any] | None:
         return {"messages": 0}
     # Every field named: servers differ on whether a lone $slice includes the others.
     projection: dict[str, Any] = {field: 1 for field in THREAD_FIELDS}
-    projection["messages"] = {"$slice": -last}
+    projection["messages"] = {"$slice": -min(last, MAX_SLICE)}
     return projection
 
 
@@ -77,7 +89,8 @@ def history_pipeline(thread_id: str, before: str, limit: int) -> list[dict[str, 
     """
     # $map rather than "$messages.id": the same list, and some servers only take this form.
     ids = {"$map": {"input": "$messages", "in": "$$this.id"}}
-    index = {"$indexOfArray": [ids, before]}
+    index = {"$indexOfArray": [ids, literal(before)]}
+    limit = min(limit, MAX_SLICE)
     start = {"$max": [0, {"$subtract": ["$index", limit]}]}
     return [
         {"$match": by_id(thread_id)},
@@ -114,7 +127,13 @@ def messages_after_pipeline(thread_id: str, message_id: str) -> list[dict[str, A
     counters = {field: 1 for field in CATCH_UP_FIELDS}
     return [
         {"$match": by_id(thread_id)},
-        {"$project": {**counters, "messages": 1, "index": {"$indexOfArray": [ids, message_id]}}},
+        {
+            "$project": {
+                **counters,
+                "messages": 1,
+                "index": {"$indexOfArray": [ids, literal(message_id)]},
+            }
+        },
         {
             "$project": {
                 **counters,
@@ -129,6 +148,20 @@ def messages_after_pipeline(thread_id: str, message_id: str) -> list[dict[str, A
             }
         },
     ]
+
+
+def message_ids_elsewhere(thread_id: str, message_ids: Iterable[str]) -> Filter:
+    """Filter matching a thread other than ``thread_id`` that holds one of ``message_ids``."""
+    return {"_id": {"$ne": thread_id}, "messages.id": {"$in": list(message_ids)}}
+
+
+def pushed_message_ids(update: Mapping[str, Any]) -> list[str]:
+    """Return the ids of the messages an update appends (none for other updates)."""
+    pushed = update.get("$push", {}).get("messages")
+    if pushed is None:
+        return []
+    each = pushed.get("$each", [pushed]) if isinstance(pushed, Mapping) else []
+    return [str(doc["id"]) for doc in each]
 
 
 def blob_holder(blob_id: str) -> Filter:
@@ -207,11 +240,6 @@ def pinned(query: Mapping[str, Any], version: int) -> Filter:
     return {**query, "version": version}
 
 
-def message_landed(thread_id: str, message_id: str) -> Filter:
-    """Filter matching the thread only if it holds message ``message_id``."""
-    return {"_id": thread_id, "messages.id": message_id}
-
-
 def set_fields(
     thread_id: str, version: int, fields: Mapping[str, Any], size_delta: int, now: float
 ) -> tuple[Filter, Update]:
@@ -219,6 +247,30 @@ def set_fields(
     update = _stamp(now, size_delta=size_delta)
     update["$set"].update(fields)
     return at_version(thread_id, version), update
+
+
+def set_fields_and_append(
+    thread_id: str,
+    version: int,
+    fields: Mapping[str, Any],
+    message_doc: Mapping[str, Any],
+    size_delta: int,
+    now: float,
+) -> tuple[Filter, Update]:
+    """Replace ``fields`` and append one message together, if still at ``version``.
+
+    It counts as two changes, so the version rises by two: a writer catching up on
+    others' appends (one version per new message) then sees that something besides an
+    append happened and re-reads the fields. The filter excludes a message with the
+    same id, so a miss at the same version means the message is there already.
+    """
+    query = at_version(thread_id, version)
+    query["messages.id"] = {"$ne": message_doc["id"]}
+    update = _stamp(now, size_delta=size_delta, count_delta=1)
+    update["$inc"]["version"] = 2
+    update["$set"].update(fields)
+    update["$push"] = {"messages": dict(message_doc)}
+    return query, update
 
 
 def set_roles(
@@ -316,6 +368,32 @@ def delete_message(
     update["$pull"] = {"messages": {"id": message_id}}
     update["$set"]["last_change"] = _last_change("message_deleted", [message_id], version)
     return query, update
+
+
+def append_messages(
+    thread_id: str,
+    version: int,
+    message_docs: Iterable[Mapping[str, Any]],
+    size_delta: int,
+    now: float,
+    fields: Mapping[str, Any] | None = None,
+) -> tuple[Filter, Update]:
+    """Append several messages, and set top-level ``fields``, if still at ``version``.
+
+    Unlike ``append_message`` this is a conditional change: the caller decided on what
+    it read, so the batch lands whole or not at all. ``last_change`` names the new
+    messages, so a watcher told only the whole new array knows how many were added.
+    """
+    docs = [dict(doc) for doc in message_docs]
+    update = _stamp(now, size_delta=size_delta, count_delta=len(docs))
+    if docs:
+        update["$push"] = {"messages": {"$each": docs}}
+        update["$set"]["last_change"] = _last_change(
+            "messages_added", [doc["id"] for doc in docs], version
+        )
+    if fields:
+        update["$set"].update(fields)
+    return at_version(thread_id, version), update
 
 
 def thread_search_filter(filters: Mapping[str, object]) -> Filter:
