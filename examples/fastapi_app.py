@@ -1,12 +1,13 @@
-"""A small chat API over threadmem-mongo, with FastAPI.
+"""A small chat API over threadmem-mongo, with FastAPI; needs the ``fastapi`` extra.
 
 Endpoints are plain ``def`` functions: FastAPI runs them in its threadpool, so the
 blocking pymongo calls never stall the event loop.
 
-Run it with::
+Run it from the repository's root, on the embedded store (or set
+``THREADMEM_MONGODB_URI``), and it serves on http://127.0.0.1:8000::
 
-    pip install fastapi uvicorn
-    THREADMEM_MONGODB_URI=mongodb://localhost:27017 uvicorn examples.fastapi_app:app
+    pip install -e ".[embedded,fastapi]"
+    uvicorn examples.fastapi_app:app
 
 The caller is identified by an ``X-User-Id`` header. That stands in for real
 authentication, which this example leaves out; the ownership checks are the point.

@@ -3,7 +3,8 @@
 Reads the ``role_threads`` and ``role_messages`` tables of a threadmem database and
 stores each thread with ``RoleThread.from_v1``, keeping thread and message ids.
 
-Usage::
+Usage (the SQLite file is opened read-only; without ``THREADMEM_MONGODB_URI`` the
+threads go to the embedded local store)::
 
     THREADMEM_MONGODB_URI=mongodb://localhost:27017 \\
         python examples/migrate_from_threadmem.py ~/.agentsea/data/threads.db
@@ -14,9 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+import sys
 from collections import defaultdict
 from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from threadmem_mongo import (
@@ -117,13 +120,54 @@ def migrate(connection: Any, *, store: ThreadStore | None = None) -> MigrationRe
     return report
 
 
+class NotThreadmemDatabaseError(Exception):
+    """The path names no SQLite database holding threadmem's tables."""
+
+
+def open_read_only(path: str) -> sqlite3.Connection:
+    """Open the threadmem database at ``path`` for reading only.
+
+    Raises:
+        NotThreadmemDatabaseError: Nothing is there, it is not SQLite, or it lacks the tables.
+    """
+    # mode=ro never creates a file, so a mistyped path cannot leave an empty one behind.
+    uri = Path(path).expanduser().absolute().as_uri() + "?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise NotThreadmemDatabaseError(
+            f"{path} is not a threadmem database: it cannot be opened ({exc})"
+        ) from exc
+    try:
+        tables = {
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+    except sqlite3.Error as exc:
+        connection.close()
+        raise NotThreadmemDatabaseError(
+            f"{path} is not a threadmem database: it is not SQLite ({exc})"
+        ) from exc
+    missing = {"role_threads", "role_messages"} - tables
+    if missing:
+        connection.close()
+        raise NotThreadmemDatabaseError(
+            f"{path} is not a threadmem database: it has no {' or '.join(sorted(missing))} table"
+        )
+    return connection
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "sqlite_path", help="the threadmem database, e.g. ~/.agentsea/data/threads.db"
     )
     args = parser.parse_args()
-    with closing(sqlite3.connect(args.sqlite_path)) as connection:
+    try:
+        connection = open_read_only(args.sqlite_path)
+    except NotThreadmemDatabaseError as exc:
+        sys.exit(f"{parser.prog}: error: {exc}")
+    with closing(connection):
         report = migrate(connection)
     print(
         f"migrated {len(report.migrated)}, skipped {len(report.skipped)}, "

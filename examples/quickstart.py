@@ -7,6 +7,7 @@ the same thread, to show that it persists.
 
 import subprocess
 import sys
+from pprint import pp
 
 from threadmem_mongo import RoleThread
 
@@ -25,12 +26,14 @@ thread.post(role=role_assistant, msg="Hello!")
 thread.post(
     role=role_user,
     msg="What do you see on this picture?",
-    images=["https://upload.wikimedia.org/wikipedia/commons/c/c7/Tabby_cat_with_blue_eyes-3336579.jpg"],
+    images=[
+        "https://upload.wikimedia.org/wikipedia/commons/c/c7/Tabby_cat_with_blue_eyes-3336579.jpg"
+    ],
 )
 thread.post(role=role_assistant, msg="I see a cat with blue eyes.")
 
-print(thread.messages())
-print(thread.to_openai())
+pp(thread.messages(), width=100)
+pp(thread.to_openai(), width=100)
 
 # Another process, started from scratch, reads the same thread back from the store.
 check = f"""

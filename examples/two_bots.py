@@ -4,15 +4,15 @@ Each bot would normally run in its own process; here they take turns in one proc
 but they share nothing except the thread id. Each bot holds its own ``RoleThread``,
 re-reads the thread before it answers, and posts under its own role name.
 
-With ``THREADMEM_MONGODB_URI`` unset, the example uses an in-memory store (mongomock).
+The example uses ``THREADMEM_MONGODB_URI`` (and ``THREADMEM_DATABASE``) if set, else the
+embedded local store.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
-from threadmem_mongo import RoleThread, V1Role, configure
+from threadmem_mongo import RoleThread, V1Role
 
 Reply = Callable[[list[dict[str, str]]], str]
 
@@ -91,6 +91,4 @@ def main(turns: int = 4) -> RoleThread:
 
 
 if __name__ == "__main__":
-    if not (os.environ.get("THREADMEM_MONGODB_URI") or os.environ.get("MONGODB_URI")):
-        configure(uri="mongomock://")
     main()
