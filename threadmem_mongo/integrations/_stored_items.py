@@ -1,0 +1,423 @@
+"""What the adapters share: a framework item stored as one message, and the thread I/O.
+
+An item is stored as a ``RoleMessage`` with a readable ``role`` and ``text`` (so
+``RoleThread.get``, ``threadmem show`` and ``to_openai()`` make sense of it) and the item
+itself, as JSON text, under one namespaced metadata key:
+
+```text
+metadata = {"<adapter key>": {"item": "<the item as JSON>", "images": [<image slots>]}}
+```
+
+JSON text sidesteps the metadata key rules (item keys may start with ``$`` or hold
+``.``). Images in the item (a URL, a data URI, or base64 with a MIME type) are moved
+into the message's ``images``, so large ones go to GridFS like any posted image; the item
+keeps ``null`` where each stood, and each slot records the path back to that place and
+whether the value was a URL/data URI (``"url"``) or bare base64 (``"base64"``).
+
+The thread I/O (``aload_messages``, ``aappend_messages``, ``apop_last``,
+``adelete_thread`` and their sync twins) uses only the public ``RoleThread`` and
+``AsyncRoleThread`` API; a ``store`` of None is the library's configured default. This
+module imports no framework.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from threadmem_mongo import (
+    InvalidInputError,
+    MessageNotFoundError,
+    RoleMessage,
+    RoleThread,
+    ThreadNotFoundError,
+    ThreadStore,
+    V1RoleThread,
+    VersionConflictError,
+)
+from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
+
+PathPart = str | int
+ImageForm = Literal["url", "base64"]
+
+#: How often a pop re-reads the thread after another writer changed it in between.
+POP_ATTEMPTS = 100
+
+#: The text of an item that renders to nothing readable, e.g. ``"[reasoning]"``.
+_EMPTY_TEXT = "[{}]"
+_PLACEHOLDER = "<image>"
+
+
+@dataclass(frozen=True)
+class ImageSlot:
+    """Where an image stands in an item.
+
+    Attributes:
+        path: Keys and list indexes from the item down to the image's value.
+        form: ``"url"`` if the value is an http(s) URL or a data URI, ``"base64"`` if it
+            is bare base64 (then ``mime`` names its type).
+        mime: The MIME type of a ``"base64"`` value.
+    """
+
+    path: tuple[PathPart, ...]
+    form: ImageForm
+    mime: str | None = None
+
+
+def check_thread_id(name: str, value: object) -> str:
+    """Return ``value`` if it can name a thread (a non-empty string), else raise.
+
+    Raises:
+        InvalidInputError: ``value`` is not a non-empty string.
+    """
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_owner_id(value: object) -> str | None:
+    """Return ``value`` if it is None or a string, else raise ``InvalidInputError``."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidInputError(f"owner_id must be a string or None, got {type(value).__name__}")
+    return value
+
+
+def to_json(value: object, what: str) -> str:
+    """Return ``value`` as JSON text that MongoDB can store.
+
+    Raises:
+        InvalidInputError: ``value`` is not JSON-serialisable.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} cannot be stored as JSON: {exc}") from exc
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates cannot be stored as UTF-8; escaped JSON keeps them exactly.
+        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    return text
+
+
+def storable_text(text: str) -> str:
+    """Return ``text`` with lone surrogates (which UTF-8 cannot hold) replaced by ``?``."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def image_slots(
+    value: object, find: Callable[[Mapping[str, Any]], list[ImageSlot]]
+) -> list[ImageSlot]:
+    """Return the image slots in ``value``, depth first, as ``find`` spots them.
+
+    ``find`` is called with every mapping inside ``value`` and returns the slots of that
+    mapping, with paths relative to it; mappings inside a found slot are not searched.
+    """
+    return list(_walk(value, (), find))
+
+
+def _walk(
+    value: object, path: tuple[PathPart, ...], find: Callable[[Mapping[str, Any]], list[ImageSlot]]
+) -> Iterator[ImageSlot]:
+    if isinstance(value, Mapping):
+        found = find(value)
+        for slot in found:
+            yield ImageSlot(path + slot.path, slot.form, slot.mime)
+        taken = {slot.path[0] for slot in found if slot.path}
+        for key, item in value.items():
+            if key not in taken:
+                yield from _walk(item, (*path, key), find)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk(item, (*path, index), find)
+
+
+def _get(value: Any, path: Sequence[PathPart]) -> Any:
+    for part in path:
+        value = value[part]
+    return value
+
+
+def _set(value: Any, path: Sequence[PathPart], new: object) -> None:
+    for part in path[:-1]:
+        value = value[part]
+    value[path[-1]] = new
+
+
+def _as_image(slot: ImageSlot, value: object) -> str | None:
+    """Return the image a message would store for ``value``, or None if it is no
+    image the library accepts (then it stays in the item's JSON)."""
+    if not isinstance(value, str):
+        return None
+    uri = value if slot.form == "url" else f"data:{slot.mime};base64,{value}"
+    try:
+        RoleMessage(role="user", text="", images=[uri])
+    except InvalidInputError:
+        return None
+    return uri
+
+
+def encode_item(
+    item: object,
+    *,
+    key: str,
+    role: str,
+    text: str,
+    slots: Sequence[ImageSlot],
+    what: str,
+) -> RoleMessage:
+    """Return the message that stores ``item`` (not yet in any thread).
+
+    Args:
+        item: The framework item as JSON-compatible data.
+        key: The adapter's metadata key.
+        role: The message's role.
+        text: Its readable text; ``"[<role>]"`` if empty and the item has no image.
+        slots: Where images stand in ``item`` (see ``image_slots``).
+        what: How to name the item in an error message.
+
+    Raises:
+        InvalidInputError: The item cannot be stored as JSON, or the message is not
+            acceptable (for example a blank role).
+    """
+    data = copy.deepcopy(item)
+    images: list[str] = []
+    stored_slots: list[dict[str, Any]] = []
+    for slot in slots:
+        image = _as_image(slot, _get(data, slot.path))
+        if image is None:
+            continue
+        _set(data, slot.path, None)
+        images.append(image)
+        stored_slots.append({"path": list(slot.path), "form": slot.form})
+    text = storable_text(text)
+    if images:
+        # The text is a rendering; a literal placeholder in it would be read as an
+        # image position by to_openai().
+        text = text.replace(_PLACEHOLDER, "[image]")
+    elif not text.strip():
+        text = _EMPTY_TEXT.format(role)
+    return RoleMessage(
+        role=role,
+        text=text,
+        images=images,
+        metadata={key: {"item": to_json(data, what), "images": stored_slots}},
+    )
+
+
+def decode_item(message: RoleMessage, key: str) -> Any | None:
+    """Return the item ``message`` stores under ``key``, images put back; None if the
+    message holds no readable item there (it was posted some other way)."""
+    stored = (message.metadata or {}).get(key)
+    if not isinstance(stored, Mapping) or not isinstance(stored.get("item"), str):
+        return None
+    try:
+        data = json.loads(stored["item"])
+        slots = stored.get("images") or []
+        for index, slot in enumerate(slots):
+            image = message.images[index]
+            value = image if slot["form"] == "url" else image.split(",", 1)[1]
+            _set(data, slot["path"], value)
+    except (ValueError, LookupError, TypeError):
+        return None
+    return data
+
+
+def _schema(
+    thread_id: str,
+    owner_id: str | None,
+    thread_metadata: dict[str, Any],
+    messages: Sequence[RoleMessage],
+) -> V1RoleThread:
+    now = time.time()
+    return V1RoleThread(
+        id=thread_id,
+        owner_id=owner_id,
+        public=False,
+        metadata=thread_metadata,
+        messages=[m.to_v1() for m in messages],
+        created=now,
+        updated=now,
+    )
+
+
+# -- async thread I/O ----------------------------------------------------------------------
+
+
+async def aload_messages(
+    store: AsyncThreadStore | None, thread_id: str, last: int | None = None
+) -> list[RoleMessage]:
+    """Return the thread's messages (its last ``last``), images resolved; [] if no thread."""
+    try:
+        thread = await AsyncRoleThread.get(thread_id, last=last, store=store)
+    except ThreadNotFoundError:
+        return []
+    return await thread.messages()
+
+
+async def aappend_messages(
+    store: AsyncThreadStore | None,
+    thread_id: str,
+    owner_id: str | None,
+    thread_metadata: dict[str, Any],
+    messages: Sequence[RoleMessage],
+) -> None:
+    """Append ``messages`` in order, creating the thread with them if it does not exist.
+
+    Each append is one atomic ``$push`` (no version needed), so concurrent writers lose
+    nothing; a new thread is created with all the messages in one insert. A thread
+    deleted in between (a concurrent clear) is created again with the messages not yet
+    appended.
+    """
+    pending = list(messages)
+    while pending:
+        try:
+            thread = await AsyncRoleThread.get(thread_id, last=0, store=store)
+        except ThreadNotFoundError:
+            schema = _schema(thread_id, owner_id, thread_metadata, pending)
+            try:
+                await AsyncRoleThread.from_v1(schema, store=store)
+            except InvalidInputError:
+                if not await _aexists(store, thread_id):
+                    raise
+                continue  # another writer created it first: append to theirs
+            return
+        try:
+            while pending:
+                await thread.add_msg(pending[0])
+                del pending[0]
+        except ThreadNotFoundError:
+            continue
+
+
+async def _aexists(store: AsyncThreadStore | None, thread_id: str) -> bool:
+    try:
+        await AsyncRoleThread.get(thread_id, last=0, store=store)
+    except ThreadNotFoundError:
+        return False
+    return True
+
+
+async def apop_last(store: AsyncThreadStore | None, thread_id: str) -> RoleMessage | None:
+    """Delete the thread's last message and return it (images resolved); None if empty.
+
+    The delete is conditional on the version read with the message, so two pops never
+    take the same message; a pop that loses that race reads again.
+
+    Raises:
+        VersionConflictError: Other writers changed the thread before every one of
+            ``POP_ATTEMPTS`` attempts.
+    """
+    for attempt in range(POP_ATTEMPTS):
+        try:
+            thread = await AsyncRoleThread.get(thread_id, last=1, store=store)
+        except ThreadNotFoundError:
+            return None
+        # Read before deleting: the delete releases the message's GridFS images.
+        loaded = await thread.messages()
+        if not loaded:
+            return None
+        try:
+            await thread.delete_message(loaded[-1].id)
+        except ThreadNotFoundError:
+            return None
+        except (VersionConflictError, MessageNotFoundError):
+            if attempt == POP_ATTEMPTS - 1:
+                raise
+            continue
+        return loaded[-1]
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def adelete_thread(store: AsyncThreadStore | None, thread_id: str) -> None:
+    """Delete the thread and its images; nothing happens if it does not exist."""
+    try:
+        thread = await AsyncRoleThread.get(thread_id, last=0, store=store)
+        await thread.delete()
+    except ThreadNotFoundError:
+        return
+
+
+# -- sync thread I/O (the same steps on RoleThread) -----------------------------------------
+
+
+def load_messages(
+    store: ThreadStore | None, thread_id: str, last: int | None = None
+) -> list[RoleMessage]:
+    """Sync ``aload_messages``."""
+    try:
+        thread = RoleThread.get(thread_id, last=last, store=store)
+    except ThreadNotFoundError:
+        return []
+    return thread.messages()
+
+
+def append_messages(
+    store: ThreadStore | None,
+    thread_id: str,
+    owner_id: str | None,
+    thread_metadata: dict[str, Any],
+    messages: Sequence[RoleMessage],
+) -> None:
+    """Sync ``aappend_messages``."""
+    pending = list(messages)
+    while pending:
+        try:
+            thread = RoleThread.get(thread_id, last=0, store=store)
+        except ThreadNotFoundError:
+            schema = _schema(thread_id, owner_id, thread_metadata, pending)
+            try:
+                RoleThread.from_v1(schema, store=store)
+            except InvalidInputError:
+                if not _exists(store, thread_id):
+                    raise
+                continue
+            return
+        try:
+            while pending:
+                thread.add_msg(pending[0])
+                del pending[0]
+        except ThreadNotFoundError:
+            continue
+
+
+def _exists(store: ThreadStore | None, thread_id: str) -> bool:
+    try:
+        RoleThread.get(thread_id, last=0, store=store)
+    except ThreadNotFoundError:
+        return False
+    return True
+
+
+def pop_last(store: ThreadStore | None, thread_id: str) -> RoleMessage | None:
+    """Sync ``apop_last``."""
+    for attempt in range(POP_ATTEMPTS):
+        try:
+            thread = RoleThread.get(thread_id, last=1, store=store)
+        except ThreadNotFoundError:
+            return None
+        loaded = thread.messages()
+        if not loaded:
+            return None
+        try:
+            thread.delete_message(loaded[-1].id)
+        except ThreadNotFoundError:
+            return None
+        except (VersionConflictError, MessageNotFoundError):
+            if attempt == POP_ATTEMPTS - 1:
+                raise
+            continue
+        return loaded[-1]
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def delete_thread(store: ThreadStore | None, thread_id: str) -> None:
+    """Sync ``adelete_thread``."""
+    try:
+        RoleThread.get(thread_id, last=0, store=store).delete()
+    except ThreadNotFoundError:
+        return
