@@ -137,6 +137,15 @@ def events_from_change(change: Mapping[str, Any]) -> list[ThreadEvent]:
         # The server may log an append as the whole new array (for example the first
         # message of a thread); each append pushes exactly one message, the last one.
         added = [(len(whole) - 1, whole[-1])]
+    elif (
+        not added
+        and isinstance(whole, list)
+        and isinstance(last_change, Mapping)
+        and last_change.get("op") == "messages_added"
+    ):
+        # A batch append logged as the whole new array: the batch is its tail.
+        count = len(last_change.get("ids") or [])
+        added = list(enumerate(whole))[len(whole) - count :] if count else []
     for _, doc in added:
         message = message_from_document(doc, thread_id)
         events.append(

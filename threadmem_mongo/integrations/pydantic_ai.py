@@ -1,0 +1,517 @@
+"""Pydantic AI conversation store: ``ThreadMemConversationStore`` on the async API.
+
+Each conversation is a thread whose id is its ``conversation_id``. Each
+``ConversationEntry`` a save adds is one message of that thread, in order: its id is the
+entry's id, its ``role`` and ``text`` are readable (``user``, ``assistant``, ``system``,
+``tool``; the parts' text), its images are the images of the message's parts (so large
+ones go to GridFS), and its metadata holds the entry under the key ``pydantic_ai``:
+
+```text
+{"parent_id": "<entry id or None>", "kind": "message", "message": "<ModelMessage as JSON>"}
+```
+
+The JSON keeps the message whole, with each inline image replaced by its position among
+the message's images. The ``ConversationRecord`` lives in the thread's metadata, as JSON
+under ``pydantic_ai_record``, with its revision, scope and whether it is live beside it.
+
+Entries a fork shares stay in the thread of the conversation that saved them. A fork
+registers with every thread its history reaches into (``pydantic_ai_users``); deleting
+a conversation whose thread a live fork still uses removes only its record, and the
+thread is deleted with the last fork that used it.
+
+Requires the ``pydantic-ai`` extra: ``pip install "threadmem-mongo[pydantic-ai]"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic
+from pydantic_ai.conversation_store import (
+    ConversationConflict,
+    ConversationEntry,
+    ConversationRecord,
+    ConversationStore,
+)
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelMessagesTypeAdapter,
+    ModelResponse,
+)
+
+from threadmem_mongo import (
+    InvalidInputError,
+    RoleMessage,
+    ThreadNotFoundError,
+    V1RoleThread,
+    VersionConflictError,
+)
+from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
+
+__all__ = ["ENTRY_KEY", "ThreadMemConversationStore", "entry_to_message", "message_to_entry"]
+
+#: The message metadata key holding the entry.
+ENTRY_KEY = "pydantic_ai"
+RECORD = "pydantic_ai_record"
+REVISION = "pydantic_ai_revision"
+SCOPE = "pydantic_ai_scope"
+LIVE = "pydantic_ai_live"
+#: Conversations (forks) whose history uses entries stored in this thread.
+USERS = "pydantic_ai_users"
+#: Threads, other than its own, holding entries this conversation's history uses.
+USES = "pydantic_ai_uses"
+
+#: How often a write re-reads the thread after a change that was not a save of the record.
+ATTEMPTS = 100
+
+_IMAGE_INDEX = "threadmem_image"
+_PLACEHOLDER = "<image>"
+_RECORDS: pydantic.TypeAdapter[ConversationRecord] = pydantic.TypeAdapter(ConversationRecord)
+
+
+# -- entries as messages -----------------------------------------------------------------
+
+
+def _move_images(node: Any, images: list[str]) -> None:
+    """Move inline images out of the dumped message into ``images`` (in place)."""
+    if isinstance(node, list):
+        for item in node:
+            _move_images(item, images)
+        return
+    if not isinstance(node, dict):
+        return
+    media_type = node.get("media_type")
+    is_image = isinstance(media_type, str) and media_type.startswith("image/")
+    if node.get("kind") == "binary" and is_image and isinstance(node.get("data"), str):
+        raw = base64.urlsafe_b64decode(node["data"])
+        node[_IMAGE_INDEX] = len(images)
+        node["data"] = None
+        images.append(f"data:{media_type};base64,{base64.b64encode(raw).decode('ascii')}")
+        return
+    if node.get("kind") == "image-url" and str(node.get("url", "")).lower().startswith(
+        ("http://", "https://")
+    ):
+        # The JSON keeps the URL; the copy only makes the image visible to readers.
+        images.append(node["url"])
+        return
+    for value in node.values():
+        _move_images(value, images)
+
+
+def _restore_images(node: Any, images: Sequence[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _restore_images(item, images)
+    elif isinstance(node, dict):
+        index = node.pop(_IMAGE_INDEX, None)
+        if isinstance(index, int):
+            node["data"] = images[index].partition(",")[2]
+        for value in node.values():
+            _restore_images(value, images)
+
+
+def _part_text(part: Any) -> str:
+    kind = getattr(part, "part_kind", "")
+    if kind in ("system-prompt", "text", "thinking"):
+        return str(part.content)
+    if kind == "user-prompt":
+        if isinstance(part.content, str):
+            return str(part.content)
+        return " ".join(item for item in part.content if isinstance(item, str))
+    if kind == "tool-call":
+        return f"{part.tool_name}({part.args_as_json_str()})"
+    if kind == "tool-return":
+        return f"{part.tool_name} -> {part.model_response_str()}"
+    if kind == "retry-prompt":
+        return str(part.model_response())
+    return ""
+
+
+def _role_of(message: ModelMessage) -> str:
+    if isinstance(message, ModelResponse):
+        return "assistant"
+    kinds = {getattr(part, "part_kind", "") for part in message.parts}
+    if "user-prompt" in kinds:
+        return "user"
+    if kinds and kinds <= {"system-prompt"}:
+        return "system"
+    if kinds & {"tool-return", "retry-prompt"}:
+        return "tool"
+    return "user"
+
+
+def entry_to_message(entry: ConversationEntry) -> RoleMessage:
+    """Return the stored form of ``entry``: readable role and text, images, the JSON.
+
+    Args:
+        entry: The entry.
+
+    Returns:
+        A new ``RoleMessage`` whose id is the entry's id.
+    """
+    data = ModelMessagesTypeAdapter.dump_python([entry.message], mode="json")[0]
+    images: list[str] = []
+    _move_images(data, images)
+    text = "\n".join(filter(None, (_part_text(part) for part in entry.message.parts)))
+    if images:
+        # The readable text is derived: keep it from being read as image placeholders.
+        text = text.replace(_PLACEHOLDER, "<image >")
+    elif not text:
+        text = f"[{entry.message.kind}]"
+    return RoleMessage(
+        id=entry.id,
+        role=_role_of(entry.message),
+        text=text,
+        images=images,
+        metadata={
+            ENTRY_KEY: {
+                "parent_id": entry.parent_id,
+                "kind": entry.kind,
+                "message": json.dumps(data),
+            }
+        },
+    )
+
+
+def message_to_entry(message: RoleMessage) -> ConversationEntry:
+    """Return the entry a stored message holds (its images resolved first).
+
+    Args:
+        message: A message written by ``entry_to_message``.
+
+    Returns:
+        The entry.
+
+    Raises:
+        KeyError: The message holds no entry (it was posted by other means).
+    """
+    stored = (message.metadata or {}).get(ENTRY_KEY)
+    if not isinstance(stored, dict) or "message" not in stored:
+        raise KeyError(message.id)
+    data = json.loads(stored["message"])
+    _restore_images(data, message.images)
+    return ConversationEntry(
+        id=message.id,
+        parent_id=stored.get("parent_id"),
+        message=ModelMessagesTypeAdapter.validate_python([data])[0],
+        kind=stored.get("kind", "message"),
+    )
+
+
+def _check_id(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_limit(limit: object) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidInputError(f"limit must be None or a whole number >= 0, got {limit!r}")
+    return limit
+
+
+class ThreadMemConversationStore(ConversationStore):
+    """A Pydantic AI ``ConversationStore`` keeping each conversation in one thread.
+
+    ```python
+    conversation = await store.load(conversation_id) or Conversation(
+        conversation_id=conversation_id
+    )
+    result = await agent.run(prompt, conversation=conversation)
+    await store.save(result)
+    ```
+
+    Every method runs on the async API (``AsyncMongoClient``). A record's revision maps
+    onto the thread's version: a write lands only if the thread still holds the revision
+    it expects, checked by a version-conditional update that stores the new entries and
+    the record together, so of two writers expecting the same revision one wins and
+    the other gets ``ConversationConflict`` having written nothing.
+
+    Args:
+        store: The async store to use; the configured default
+            (``threadmem_mongo.aio.configure``) if omitted.
+
+    Raises:
+        InvalidInputError: ``store`` is not an ``AsyncThreadStore``.
+    """
+
+    def __init__(self, *, store: AsyncThreadStore | None = None) -> None:
+        if store is not None and not isinstance(store, AsyncThreadStore):
+            raise InvalidInputError(
+                f"store must be an AsyncThreadStore, got {type(store).__name__}"
+            )
+        self._store = store
+
+    # -- thread access -------------------------------------------------------------------
+
+    async def _thread(self, thread_id: str, last: int | None = 0) -> AsyncRoleThread | None:
+        try:
+            return await AsyncRoleThread.get(thread_id, last=last, store=self._store)
+        except ThreadNotFoundError:
+            return None
+
+    @staticmethod
+    def _live(thread: AsyncRoleThread | None) -> dict[str, Any] | None:
+        """The thread's metadata if it holds a live record, else None."""
+        metadata = (thread.metadata if thread is not None else None) or {}
+        return metadata if metadata.get(LIVE) else None
+
+    async def _find_entry(self, entry_id: str) -> RoleMessage | None:
+        found = await AsyncRoleThread.find_messages(id=entry_id, store=self._store)
+        return found[0] if found else None
+
+    # -- ConversationStore primitives ----------------------------------------------------
+
+    async def read_record(self, conversation_id: str) -> ConversationRecord | None:
+        """The conversation's record, or None if the store has none.
+
+        Raises:
+            InvalidInputError: ``conversation_id`` is not a non-empty string.
+        """
+        _check_id("conversation_id", conversation_id)
+        live = self._live(await self._thread(conversation_id))
+        return None if live is None else _RECORDS.validate_json(live[RECORD])
+
+    async def read_records(
+        self, *, scope: str | None = None, limit: int | None = None
+    ) -> Sequence[ConversationRecord]:
+        """The live records (of ``scope``, if given), newest ``updated_at`` first.
+
+        Raises:
+            InvalidInputError: ``scope`` is not a string, or ``limit`` is negative.
+        """
+        if scope is not None and not isinstance(scope, str):
+            raise InvalidInputError(f"scope must be a string or None, got {scope!r}")
+        count = _check_limit(limit)
+        wanted: dict[str, Any] = {LIVE: True}
+        if scope is not None:
+            wanted[SCOPE] = scope
+        threads = await AsyncRoleThread.find(metadata=wanted, last=0, store=self._store)
+        records = [_RECORDS.validate_json((t.metadata or {})[RECORD]) for t in threads]
+        records.sort(key=lambda record: record.updated_at, reverse=True)
+        return records if count is None else records[:count]
+
+    async def read_entry(self, entry_id: str) -> ConversationEntry:
+        """The entry with this id.
+
+        Raises:
+            KeyError: No such entry.
+            InvalidInputError: ``entry_id`` is not a non-empty string.
+        """
+        _check_id("entry_id", entry_id)
+        found = await self._find_entry(entry_id)
+        if found is None:
+            raise KeyError(entry_id)
+        return message_to_entry(found)
+
+    async def read_history(
+        self, head_id: str | None, *, limit: int | None = None
+    ) -> list[ConversationEntry]:
+        """The entries up to ``head_id``, oldest first (only the last ``limit``).
+
+        Reads each thread the history passes through once, instead of one read per entry.
+
+        Raises:
+            KeyError: An entry of the history is missing.
+        """
+        count = _check_limit(limit)
+        loaded: dict[str, RoleMessage] = {}
+        entries: list[ConversationEntry] = []
+        entry_id = head_id
+        while entry_id is not None and (count is None or len(entries) < count):
+            if entry_id not in loaded:
+                found = await self._find_entry(entry_id)
+                if found is None or found.thread_id is None:
+                    raise KeyError(entry_id)
+                thread = await self._thread(found.thread_id, last=None)
+                if thread is not None:
+                    loaded.update((m.id, m) for m in await thread.messages())
+                loaded.setdefault(entry_id, found)
+            entry = message_to_entry(loaded[entry_id])
+            entries.append(entry)
+            entry_id = entry.parent_id
+        entries.reverse()
+        return entries
+
+    async def write_record(
+        self,
+        record: ConversationRecord,
+        *,
+        new_entries: Sequence[ConversationEntry] = (),
+        expected_revision: str | None,
+    ) -> None:
+        """Store ``record`` and ``new_entries`` in one update, if the revision matches.
+
+        Raises:
+            ConversationConflict: The stored revision is not ``expected_revision`` (a
+                record exists when it is None), or ``record.head_id`` names an entry the
+                store does not have. Nothing was written.
+            InvalidInputError: An argument of the wrong type; nothing was written.
+        """
+        if not isinstance(record, ConversationRecord):
+            raise InvalidInputError(f"record must be a ConversationRecord, got {record!r}")
+        conversation_id = _check_id("record.conversation_id", record.conversation_id)
+        if expected_revision is not None and not isinstance(expected_revision, str):
+            raise InvalidInputError("expected_revision must be a string or None")
+        if isinstance(new_entries, (str, bytes)) or not all(
+            isinstance(entry, ConversationEntry) for entry in new_entries
+        ):
+            raise InvalidInputError("new_entries must be ConversationEntry objects")
+        if record.updated_at.tzinfo is None:
+            raise InvalidInputError("record.updated_at must be timezone-aware")
+        messages = [entry_to_message(entry) for entry in new_entries]
+        new_ids = {entry.id for entry in new_entries}
+        fields = {
+            RECORD: _RECORDS.dump_json(record).decode(),
+            REVISION: record.revision,
+            SCOPE: record.scope,
+            LIVE: True,
+        }
+        for _ in range(ATTEMPTS):
+            thread = await self._thread(conversation_id)
+            live = self._live(thread)
+            if (live[REVISION] if live else None) != expected_revision:
+                raise ConversationConflict(conversation_id)
+            head = record.head_id
+            stored_head = _RECORDS.validate_json(live[RECORD]).head_id if live else None
+            holder: str | None = conversation_id
+            if head is not None and head not in new_ids and head != stored_head:
+                found = await self._find_entry(head)
+                if found is None:
+                    raise ConversationConflict(conversation_id)
+                holder = found.thread_id
+            metadata = {**((thread.metadata if thread else None) or {}), **fields}
+            registered: list[str] = []
+            if live is None and holder not in (None, conversation_id):
+                assert holder is not None
+                registered = await self._register(conversation_id, holder)
+                metadata[USES] = list(dict.fromkeys([*(metadata.get(USES) or []), *registered]))
+            try:
+                if thread is None:
+                    await self._create(conversation_id, messages, metadata)
+                elif messages:
+                    await thread.extend(messages, metadata=metadata)
+                else:
+                    thread.metadata = metadata
+                    await thread.save()
+                return
+            except (VersionConflictError, ThreadNotFoundError, _CreatedMeanwhileError):
+                # Changed since read: a save of the record shows as a new revision next
+                # time round; anything else (a fork registering) is retried.
+                await self._unregister(conversation_id, registered)
+                continue
+        raise ConversationConflict(conversation_id)
+
+    async def _create(
+        self, conversation_id: str, messages: list[RoleMessage], metadata: dict[str, Any]
+    ) -> None:
+        now = time.time()
+        schema = V1RoleThread(
+            id=conversation_id,
+            public=False,
+            metadata=metadata,
+            messages=[m.to_v1() for m in messages],
+            created=now,
+            updated=now,
+        )
+        try:
+            await AsyncRoleThread.from_v1(schema, store=self._store)
+        except InvalidInputError as exc:
+            if await self._thread(conversation_id) is None:
+                raise
+            raise _CreatedMeanwhileError from exc
+
+    async def _register(self, user: str, holder: str) -> list[str]:
+        """Record ``user`` as a user of ``holder``'s thread and of every thread that one
+        uses; return those thread ids. A thread deleted meanwhile is a conflict."""
+        first = await self._thread(holder)
+        if first is None:
+            raise ConversationConflict(user)
+        chain = [holder, *((first.metadata or {}).get(USES) or [])]
+        done: list[str] = []
+        for thread_id in dict.fromkeys(chain):
+            if thread_id == user:
+                continue
+            if not await self._change_users(thread_id, add=user):
+                await self._unregister(user, done)
+                raise ConversationConflict(user)
+            done.append(thread_id)
+        return done
+
+    async def _unregister(self, user: str, holders: Sequence[str]) -> None:
+        """Remove ``user`` from the users of ``holders``; delete each left unused."""
+        for holder in holders:
+            await self._change_users(holder, remove=user)
+
+    async def _change_users(
+        self, thread_id: str, *, add: str | None = None, remove: str | None = None
+    ) -> bool:
+        """Add or remove a user of a thread (a conditional write, retried); delete the
+        thread once it has neither a live record nor users. False if it is gone."""
+        for _ in range(ATTEMPTS):
+            thread = await self._thread(thread_id)
+            if thread is None:
+                return False
+            metadata = dict(thread.metadata or {})
+            users = [u for u in metadata.get(USERS) or [] if u not in (add, remove)]
+            if add is not None:
+                users.append(add)
+            if not users and not metadata.get(LIVE):
+                if await thread.store.delete(thread_id, version=thread.version):
+                    await self._unregister(thread_id, metadata.get(USES) or [])
+                    return add is None
+                continue
+            metadata[USERS] = users
+            thread.metadata = metadata
+            try:
+                await thread.save()
+                return True
+            except (VersionConflictError, ThreadNotFoundError):
+                continue
+        raise ConversationConflict(thread_id)
+
+    async def delete_record(self, conversation_id: str, *, expected_revision: str) -> None:
+        """Delete the conversation's record, and its thread unless a fork uses it.
+
+        A thread whose entries a live fork's history uses is kept, with no record, so
+        the fork keeps loading; it is deleted with the last fork that uses it. Entries
+        of a kept thread are kept whole, also those no remaining history reaches.
+
+        Raises:
+            ConversationConflict: No record with ``expected_revision`` is stored.
+            InvalidInputError: An argument of the wrong type.
+        """
+        _check_id("conversation_id", conversation_id)
+        if not isinstance(expected_revision, str):
+            raise InvalidInputError("expected_revision must be a string")
+        for _ in range(ATTEMPTS):
+            thread = await self._thread(conversation_id)
+            live = self._live(thread)
+            if thread is None or live is None or live[REVISION] != expected_revision:
+                raise ConversationConflict(conversation_id)
+            uses = list(live.get(USES) or [])
+            if live.get(USERS):
+                thread.metadata = {
+                    **live,
+                    RECORD: None,
+                    REVISION: None,
+                    SCOPE: None,
+                    LIVE: False,
+                }
+                try:
+                    await thread.save()
+                except (VersionConflictError, ThreadNotFoundError):
+                    continue
+                return
+            if await thread.store.delete(conversation_id, version=thread.version):
+                await self._unregister(conversation_id, uses)
+                return
+        raise ConversationConflict(conversation_id)
+
+
+class _CreatedMeanwhileError(Exception):
+    """A thread with the id was created by another writer in between."""
