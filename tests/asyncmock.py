@@ -130,7 +130,7 @@ class AsyncMockCursor(_Wrapper):
     def allow_disk_use(self, allow_disk_use: bool) -> AsyncMockCursor:
         return self._chained("allow_disk_use", allow_disk_use)
 
-    def rewind(self) -> AsyncMockCursor:
+    async def rewind(self) -> AsyncMockCursor:
         return self._chained("rewind")
 
     def clone(self) -> AsyncMockCursor:
@@ -274,9 +274,6 @@ class AsyncMockCollection(_Wrapper):
             f"{self.full_name!r} is a collection, not a method: the mongomock async adapter "
             f"(tests/asyncmock.py) has no method {self.name.rsplit('.', 1)[-1]!r}"
         )
-
-    def get_collection(self, name: str, **options: Any) -> AsyncMockCollection:
-        return self._database.get_collection(f"{self.name}.{name}", **options)
 
     def with_options(self, **options: Any) -> AsyncMockCollection:
         return AsyncMockCollection(self.__wrapped__.with_options(**options), self._database)

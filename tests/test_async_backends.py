@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import inspect
 import io
 import random
 from typing import Any
@@ -19,8 +20,19 @@ from typing import Any
 import bson
 import mongomock
 import pytest
-from asyncmock import AsyncMockClient, AsyncMockCollection
+from asyncmock import (
+    AsyncMockClient,
+    AsyncMockCollection,
+    AsyncMockCommandCursor,
+    AsyncMockCursor,
+    AsyncMockDatabase,
+)
 from PIL import Image
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.command_cursor import AsyncCommandCursor
+from pymongo.asynchronous.cursor import AsyncCursor
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.collection import Collection
 
 import threadmem_mongo.aio as aio
@@ -36,8 +48,6 @@ from threadmem_mongo import (
 )
 from threadmem_mongo._async_blobs import DEFAULT_BUCKET
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
-
-pytestmark = pytest.mark.asyncio
 
 Document = dict[str, Any]
 Raw = Collection[Document]
@@ -74,6 +84,7 @@ async def texts(thread: AsyncRoleThread) -> list[str]:
 # -- the fixtures themselves -----------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_async_store_is_the_default_of_both_apis_on_one_database(
     async_store: AsyncThreadStore, async_raw: Raw, backend: str
 ) -> None:
@@ -84,6 +95,7 @@ async def test_async_store_is_the_default_of_both_apis_on_one_database(
     assert _capabilities.is_mongomock(async_store.collection) == (backend == "mongomock")
 
 
+@pytest.mark.asyncio
 async def test_adapter_cursor_chains_sort_skip_limit_and_iterates_both_ways() -> None:
     sync_client = mongomock.MongoClient()
     collection = AsyncMockClient(sync_client)["db"]["items"]
@@ -109,6 +121,7 @@ async def test_adapter_cursor_chains_sort_skip_limit_and_iterates_both_ways() ->
     assert collection.full_name == "db.items"
 
 
+@pytest.mark.asyncio
 async def test_adapter_fails_where_mongomock_has_no_support() -> None:
     collection = AsyncMockClient()["db"]["items"]
     with pytest.raises(TypeError):
@@ -121,9 +134,75 @@ async def test_adapter_fails_where_mongomock_has_no_support() -> None:
     assert not _capabilities.has_change_streams(collection)
 
 
+ADAPTED = [
+    (AsyncMockClient, AsyncMongoClient),
+    (AsyncMockDatabase, AsyncDatabase),
+    (AsyncMockCollection, AsyncCollection),
+    (AsyncMockCursor, AsyncCursor),
+    (AsyncMockCommandCursor, AsyncCommandCursor),
+]
+PROTOCOL_METHODS = {"__aiter__", "__anext__", "__aenter__", "__aexit__", "__getitem__"}
+
+
+@pytest.mark.parametrize(("adapter", "real"), ADAPTED, ids=[a.__name__ for a, _ in ADAPTED])
+def test_adapter_offers_only_pymongo_async_names_awaitable_exactly_where_pymongo_is(
+    adapter: type, real: type
+) -> None:
+    offered = {
+        name: member
+        for name, member in vars(adapter).items()
+        if not name.startswith("_") or name in PROTOCOL_METHODS
+    }
+    assert offered
+    for name, member in offered.items():
+        counterpart = getattr(real, name, None)
+        assert counterpart is not None, f"pymongo's {real.__name__} has no {name}"
+        assert isinstance(member, property) == isinstance(counterpart, property), name
+        if not isinstance(member, property):
+            assert inspect.iscoroutinefunction(member) == inspect.iscoroutinefunction(
+                counterpart
+            ), f"{adapter.__name__}.{name} must be awaitable exactly when pymongo's is"
+
+
+class _SelfWrapping:
+    """An adapter whose ``__wrapped__`` is itself: following it must stop."""
+
+    @property
+    def __wrapped__(self) -> _SelfWrapping:
+        return self
+
+
+@pytest.mark.asyncio
+async def test_capabilities_tell_mongomock_from_servers_through_adapters() -> None:
+    plain = mongomock.MongoClient()["db"]["c"]
+    adapted = AsyncMockClient()["db"]["c"]
+    sync_server = MongoClient("mongodb://localhost:1", connect=False)
+    async_server: AsyncMongoClient[Document] = AsyncMongoClient(
+        "mongodb://localhost:1", connect=False
+    )
+    try:
+        for collection in (plain, adapted):
+            assert _capabilities.is_mongomock(collection)
+            assert not _capabilities.has_change_streams(collection)
+            assert not _capabilities.has_index_of_array(collection)
+        assert _capabilities.innermost(adapted) is adapted.__wrapped__
+        for collection in (sync_server["db"]["c"], async_server["db"]["c"]):
+            assert _capabilities.innermost(collection) is collection
+            assert not _capabilities.is_mongomock(collection)
+            assert _capabilities.has_change_streams(collection)
+            assert _capabilities.has_index_of_array(collection)
+        looped = _SelfWrapping()
+        assert _capabilities.innermost(looped) is looped
+        assert not _capabilities.is_mongomock(looped)
+    finally:
+        sync_server.close()
+        await async_server.close()
+
+
 # -- writing and reading ---------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_create_and_post_are_stored_and_read_back_through_both_apis(
     async_store: AsyncThreadStore, async_raw: Raw
 ) -> None:
@@ -149,6 +228,7 @@ async def test_create_and_post_are_stored_and_read_back_through_both_apis(
     assert via_sync.version == 2
 
 
+@pytest.mark.asyncio
 async def test_get_with_last_and_history_page_back_through_every_message(
     async_store: AsyncThreadStore, async_raw: Raw
 ) -> None:
@@ -175,6 +255,7 @@ async def test_get_with_last_and_history_page_back_through_every_message(
     assert stored(async_raw, thread.id)["message_count"] == 8
 
 
+@pytest.mark.asyncio
 async def test_update_and_delete_message_refuse_stale_versions_and_write_nothing(
     async_store: AsyncThreadStore, async_raw: Raw
 ) -> None:
@@ -204,6 +285,7 @@ async def test_update_and_delete_message_refuse_stale_versions_and_write_nothing
         await mine.delete_message(second.id)
 
 
+@pytest.mark.asyncio
 async def test_posts_from_concurrent_tasks_all_land_once(
     async_store: AsyncThreadStore, async_raw: Raw
 ) -> None:
@@ -222,6 +304,7 @@ async def test_posts_from_concurrent_tasks_all_land_once(
 # -- images ------------------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_large_image_round_trips_through_gridfs_and_remove_images_releases_it(
     async_store: AsyncThreadStore, async_raw: Raw
 ) -> None:
@@ -253,6 +336,7 @@ async def test_large_image_round_trips_through_gridfs_and_remove_images_releases
 # -- finding ----------------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_find_and_find_messages_agree_with_the_sync_api(
     async_store: AsyncThreadStore,
 ) -> None:
@@ -284,6 +368,7 @@ async def test_find_and_find_messages_agree_with_the_sync_api(
 # -- copy, delete, touch -------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_copy_delete_and_touch(async_store: AsyncThreadStore, async_raw: Raw) -> None:
     import datetime
 
@@ -320,6 +405,7 @@ async def test_copy_delete_and_touch(async_store: AsyncThreadStore, async_raw: R
 
 
 @pytest.mark.backends("mongomock", reason="the servers offer change streams")
+@pytest.mark.asyncio
 async def test_watch_is_refused_cleanly_without_change_streams(
     async_store: AsyncThreadStore,
 ) -> None:
@@ -333,6 +419,7 @@ async def test_watch_is_refused_cleanly_without_change_streams(
 
 
 @pytest.mark.backends("wire", "mongodb", reason="mongomock has no change streams")
+@pytest.mark.asyncio
 async def test_watch_reports_posts_made_through_the_sync_api(
     async_store: AsyncThreadStore,
 ) -> None:
@@ -369,6 +456,7 @@ async def test_watch_reports_posts_made_through_the_sync_api(
     ]
 
 
+@pytest.mark.asyncio
 async def test_aio_default_store_is_usable_after_close(
     async_store: AsyncThreadStore,
 ) -> None:

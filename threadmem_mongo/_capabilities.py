@@ -2,8 +2,8 @@
 
 The stores run on real MongoDB servers and on mongomock, the in-memory stand-in for
 tests. mongomock has no change streams and no ``$indexOfArray`` aggregation operator,
-so the stores ask here before relying on either, rather than probing types or catching
-errors themselves.
+and does not enforce unique indexes on array fields, so the stores ask here before
+relying on any of them, rather than probing types or catching errors themselves.
 
 A collection counts as mongomock's when its class comes from the ``mongomock`` package,
 or when it is an adapter over such a collection that exposes the collection it wraps as
