@@ -507,11 +507,19 @@ class AsyncThreadStore:
         Raises:
             ThreadNotFoundError: No such thread.
             VersionConflictError: The thread is no longer at ``version``.
+            InvalidInputError: The update appends a message whose id another thread
+                holds; nothing was written.
         """
         await self.ensure_indexes()
         query, update = built
+        pushed = _updates.pushed_message_ids(update)
+        await self._check_ids_elsewhere(thread_id, pushed)
         with translated_errors(thread_id):
-            result = await self._collection.update_one(dict(query), dict(update))
+            try:
+                result = await self._collection.update_one(dict(query), dict(update))
+            except DuplicateKeyError as exc:
+                # Only an append adds a key to a unique index: its message id is taken.
+                raise _message_id_taken(thread_id, pushed) from exc
             if result.matched_count == 1:
                 return version + 1
             status = await self._collection.find_one(

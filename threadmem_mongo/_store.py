@@ -504,11 +504,19 @@ class ThreadStore:
         Raises:
             ThreadNotFoundError: No such thread.
             VersionConflictError: The thread is no longer at ``version``.
+            InvalidInputError: The update appends a message whose id another thread
+                holds; nothing was written.
         """
         self.ensure_indexes()
         query, update = built
+        pushed = _updates.pushed_message_ids(update)
+        self._check_ids_elsewhere(thread_id, pushed)
         with translated_errors(thread_id):
-            result = self._collection.update_one(dict(query), dict(update))
+            try:
+                result = self._collection.update_one(dict(query), dict(update))
+            except DuplicateKeyError as exc:
+                # Only an append adds a key to a unique index: its message id is taken.
+                raise _message_id_taken(thread_id, pushed) from exc
             if result.matched_count == 1:
                 return version + 1
             status = self._collection.find_one(
