@@ -963,3 +963,30 @@ def test_large_images_exist_for_the_gridfs_cases() -> None:
     from threadmem_mongo._images import DEFAULT_BLOB_THRESHOLD
 
     assert len(LARGE_DATA_URI) > DEFAULT_BLOB_THRESHOLD
+
+
+def test_openai_export_reader_keeps_texts_and_refuses_other_parts() -> None:
+    parsed = _imports.messages_from_openai_export(
+        {
+            "messages": [
+                {"role": "critic", "content": "Too long."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Describe this"},
+                        {"type": "image_url", "image_url": {"url": URL}},
+                    ],
+                },
+            ]
+        }
+    )
+    assert [(m.role, m.text, m.images) for m in parsed] == [
+        ("critic", "Too long.", ()),
+        ("user", "Describe this", (URL,)),
+    ]
+    with pytest.raises(InvalidInputError, match="only 'text' and 'image_url'"):
+        _imports.messages_from_openai_export(
+            {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}
+        )
+    with pytest.raises(InvalidInputError, match="must be"):
+        _imports.messages_from_openai_export({"messages": [], "model": "gpt"})

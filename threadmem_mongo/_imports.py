@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from threadmem_mongo._images import IMAGE_PLACEHOLDER, is_blob_ref
 from threadmem_mongo._models import RoleMessage
-from threadmem_mongo._openai import message_fields_from_openai
 from threadmem_mongo.errors import InvalidInputError
 
 #: Roles every chat API knows; any other role name is a participant of its own.
@@ -227,7 +226,11 @@ def holds_import(stored: Sequence[RoleMessage], imported: Sequence[RoleMessage])
 
 def messages_from_openai_export(data: object) -> list[ImportedMessage]:
     """Return the messages of ``{"messages": [...]}`` in OpenAI chat format (what
-    ``to_openai()`` returns), read as ``from_openai`` reads them.
+    ``to_openai()`` returns).
+
+    Roles are kept; ``text`` and ``image_url`` parts become text and images as
+    ``text_and_images`` places them, so a message posted as text plus images comes back
+    with the text it was posted with.
 
     Raises:
         InvalidInputError: ``data`` is not of that shape.
@@ -237,6 +240,26 @@ def messages_from_openai_export(data: object) -> list[ImportedMessage]:
         raise InvalidInputError('an OpenAI chat export must be {"messages": [...]}')
     parsed = []
     for index, raw in enumerate(check_list(export["messages"], "messages")):
-        role, text, images = message_fields_from_openai(raw, index)
+        where = f"messages[{index}]"
+        message = check_mapping(raw, where)
+        role = check_string(message.get("role"), f"{where} 'role'")
+        content = message.get("content")
+        if isinstance(content, str):
+            parsed.append(ImportedMessage(role=role, text=content))
+            continue
+        parts: list[Part] = []
+        for number, raw_part in enumerate(check_list(content, f"{where} 'content'")):
+            part = check_mapping(raw_part, f"{where}.content[{number}]")
+            if part.get("type") == "text":
+                parts.append(("text", check_string(part.get("text"), f"{where} text")))
+            elif part.get("type") == "image_url":
+                image = check_mapping(part.get("image_url"), f"{where} 'image_url'")
+                parts.append(("image", check_string(image.get("url"), f"{where} image url")))
+            else:
+                raise InvalidInputError(
+                    f"{where}.content[{number}] is a {part.get('type')!r} part; only 'text' "
+                    "and 'image_url' parts can be imported"
+                )
+        text, images = text_and_images(parts)
         parsed.append(ImportedMessage(role=role, text=text, images=tuple(images)))
     return parsed
