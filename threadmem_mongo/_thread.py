@@ -439,9 +439,11 @@ class RoleThread:
             ThreadTooLargeError: The thread would exceed MongoDB's document size limit;
                 nothing was written.
             ThreadNotFoundError: The thread was deleted.
-            StoreUnavailableError: The server could not be reached. If it failed during
-                the append itself, the message is ``exc.unsent``, and
-                ``add_msg(exc.unsent)`` retries it without duplicating it.
+            StoreUnavailableError: The server could not be reached, and the append may
+                or may not have landed: the message is ``exc.unsent``, and
+                ``add_msg(exc.unsent)`` retries it without duplicating it. Once the
+                append has landed this is never raised: if reading others' changes
+                afterwards fails, the post returns and the next ``messages()`` re-reads.
         """
         _validation.check_role(role)
         message = RoleMessage(
