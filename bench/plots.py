@@ -72,32 +72,62 @@ def bytes_plot(path: Path, series: list[tuple[str, list[float], list[float]]]) -
     return path
 
 
+#: How each way of running writers is drawn in the concurrency plot. Shared-thread lines
+#: of threads and processes lie almost on top of each other, so the two differ in line
+#: style and marker, and each is nudged sideways (a factor on the log-2 writers axis)
+#: so that neither line nor error bar hides the other.
+CONCURRENCY_STYLES = {
+    "threads": {"linestyle": "-", "marker": "o", "markerfacecolor": None, "nudge": 2**-0.04},
+    "processes": {"linestyle": "--", "marker": "s", "markerfacecolor": "white", "nudge": 2**0.04},
+}
+CONCURRENCY_COLOURS = {"one": "tab:red", "separate": "tab:blue"}
+
+
 def concurrency_plot(path: Path, rows: list[dict[str, Any]]) -> Path:
     """Throughput against writers, one line per (mode, target)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
+    draw_concurrency(ax, rows)
+    ax.get_xaxis().set_major_formatter(plt.ScalarFormatter())
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def draw_concurrency(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """Draw the concurrency lines on ``ax``: colour by target, style by mode."""
     keys = sorted({(r["mode"], r["target"]) for r in rows})
     for mode, target in keys:
-        chosen = [r for r in rows if r["mode"] == mode and r["target"] == target]
-        xs = [r["writers"] for r in chosen]
+        chosen = sorted(
+            (r for r in rows if r["mode"] == mode and r["target"] == target),
+            key=lambda r: r["writers"],
+        )
+        style = CONCURRENCY_STYLES.get(mode, {"linestyle": ":", "marker": "^", "nudge": 1.0})
+        xs = [r["writers"] * style["nudge"] for r in chosen]
         stats = [r["throughput"] for r in chosen]
         medians = [s["median"] for s in stats]
         below = [s["median"] - s["min"] for s in stats]
         above = [s["max"] - s["median"] for s in stats]
         label = f"{mode}, {'one shared thread' if target == 'one' else 'a thread each'}"
-        ax.errorbar(xs, medians, yerr=[below, above], marker="o", capsize=3, label=label)
+        ax.errorbar(
+            xs,
+            medians,
+            yerr=[below, above],
+            color=CONCURRENCY_COLOURS.get(target),
+            linestyle=style["linestyle"],
+            marker=style["marker"],
+            markerfacecolor=style.get("markerfacecolor"),
+            capsize=3,
+            label=label,
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted({r["writers"] for r in rows}))
-    ax.get_xaxis().set_major_formatter(plt.ScalarFormatter())
     ax.set_xlabel("concurrent writers")
     ax.set_ylabel("posts per second (all writers)")
     ax.set_title("Concurrent posting on the wire server")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def memory_plot(path: Path, rows: list[tuple[str, dict[str, float]]], title: str) -> Path:

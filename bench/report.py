@@ -269,7 +269,7 @@ class Page:
         self.add("## Machine", "")
         self.add(
             *table(
-                ["", ""],
+                ["Item", "Value"],
                 [
                     ["When", meta["date"]],
                     [
