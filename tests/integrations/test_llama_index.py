@@ -432,3 +432,74 @@ async def test_memory_reloads_through_a_second_store_object(
     )
     assert [m.content for m in await again.aget_all(status=ARCHIVED)] == seen[-2]
     assert [m.content for m in await again.aget_all(status=ACTIVE)] == seen[-1]
+
+
+# -- processes -----------------------------------------------------------------------------
+
+WORKERS = 4
+PROCESS_TIMEOUT = 120.0
+
+
+def _append_then_archive(uri: str, database: str, worker: int, barrier: Any, results: Any) -> None:
+    """Append singles and a batch, wait for every process, then archive four."""
+    from pymongo import AsyncMongoClient
+
+    async def main() -> list[str]:
+        client: AsyncMongoClient[Any] = AsyncMongoClient(uri)
+        try:
+            chat = ThreadMemChatStore(store=AsyncThreadStore(client[database]["threads"]))
+            barrier.wait(timeout=PROCESS_TIMEOUT)
+            for i in range(5):
+                await chat.add_message("shared", user(f"{worker}-{i}"))
+            await chat.add_messages("shared", [user(f"{worker}-a"), user(f"{worker}-b")])
+            barrier.wait(timeout=PROCESS_TIMEOUT)
+            return [str(m.content) for m in await chat.archive_oldest_messages("shared", 4)]
+        finally:
+            await client.close()
+
+    results.put((worker, asyncio.run(main())))
+
+
+@pytest.mark.wire
+@pytest.mark.slow
+async def test_processes_append_everything_and_never_archive_a_message_twice(
+    wire_uri: str, wire_client: Any, store_factory: Any
+) -> None:
+    import multiprocessing
+
+    from pymongo import AsyncMongoClient
+
+    database = store_factory(wire_client).collection.database.name
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(WORKERS)
+    results = context.Queue()
+    processes = [
+        context.Process(target=_append_then_archive, args=(wire_uri, database, n, barrier, results))
+        for n in range(WORKERS)
+    ]
+    for process in processes:
+        process.start()
+    taken = dict(
+        await asyncio.to_thread(
+            lambda: [results.get(timeout=PROCESS_TIMEOUT) for _ in range(WORKERS)]
+        )
+    )
+    for process in processes:
+        process.join(timeout=PROCESS_TIMEOUT)
+    assert [p.exitcode for p in processes] == [0] * WORKERS
+    client: AsyncMongoClient[Any] = AsyncMongoClient(wire_uri)
+    try:
+        chat = ThreadMemChatStore(store=AsyncThreadStore(client[database]["threads"]))
+        everything = [str(m.content) for m in await chat.get_messages("shared", None)]
+        archived = [str(m.content) for m in await chat.get_messages("shared", ARCHIVED)]
+    finally:
+        await client.close()
+    assert len(everything) == WORKERS * 7
+    for worker in range(WORKERS):
+        own = [text for text in everything if text.startswith(f"{worker}-")]
+        assert own == [f"{worker}-{i}" for i in range(5)] + [f"{worker}-a", f"{worker}-b"]
+        assert everything.index(f"{worker}-b") == everything.index(f"{worker}-a") + 1
+    flat = [text for batch in taken.values() for text in batch]
+    assert len(flat) == len(set(flat)) == WORKERS * 4
+    assert sorted(flat) == sorted(archived)
+    assert archived == everything[: WORKERS * 4]

@@ -563,3 +563,77 @@ async def test_agent_conversation_reloads_in_a_second_process(
         timeout=120,
     )
     assert ModelMessagesTypeAdapter.validate_json(out.stdout) == ours.messages
+
+
+# -- processes -----------------------------------------------------------------------------
+
+WORKERS = 4
+PROCESS_TIMEOUT = 120.0
+
+
+def _save_after_barrier(uri: str, database: str, worker: int, barrier: Any, results: Any) -> None:
+    """Load the shared conversation, wait for every process, then save a new turn."""
+    from pymongo import AsyncMongoClient
+
+    async def main() -> str:
+        client: AsyncMongoClient[Any] = AsyncMongoClient(uri)
+        try:
+            store = ThreadMemConversationStore(store=AsyncThreadStore(client[database]["threads"]))
+            conversation = await store.load("shared")
+            assert conversation is not None
+            conversation.messages.extend(turn(100 + worker))
+            barrier.wait(timeout=PROCESS_TIMEOUT)
+            try:
+                await store.save(conversation)
+            except ConversationConflict:
+                return "conflict"
+            return "saved"
+        finally:
+            await client.close()
+
+    results.put((worker, asyncio.run(main())))
+
+
+@pytest.mark.wire
+@pytest.mark.slow
+async def test_processes_saving_one_revision_one_wins_the_others_write_nothing(
+    wire_uri: str, wire_client: Any, store_factory: Any
+) -> None:
+    import multiprocessing
+
+    from pymongo import AsyncMongoClient
+
+    database = store_factory(wire_client).collection.database.name
+    client: AsyncMongoClient[Any] = AsyncMongoClient(wire_uri)
+    try:
+        store = ThreadMemConversationStore(store=AsyncThreadStore(client[database]["threads"]))
+        await store.save(Conversation(conversation_id="shared", messages=turn(0)))
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(WORKERS)
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_save_after_barrier, args=(wire_uri, database, n, barrier, results)
+            )
+            for n in range(WORKERS)
+        ]
+        for process in processes:
+            process.start()
+        outcomes = dict(
+            await asyncio.to_thread(
+                lambda: [results.get(timeout=PROCESS_TIMEOUT) for _ in range(WORKERS)]
+            )
+        )
+        for process in processes:
+            process.join(timeout=PROCESS_TIMEOUT)
+        assert [p.exitcode for p in processes] == [0] * WORKERS
+        winners = [n for n, outcome in outcomes.items() if outcome == "saved"]
+        assert len(winners) == 1
+        assert sorted(outcomes.values()).count("conflict") == WORKERS - 1
+        final = await store.load("shared")
+        assert final is not None
+        assert final.messages == [*turn(0), *turn(100 + winners[0])]
+        thread = await AsyncRoleThread.get("shared", store=store._store)
+        assert thread.message_count == 4
+    finally:
+        await client.close()
