@@ -81,14 +81,6 @@ def test_every_example_is_tested_here_and_names_the_extra_it_needs() -> None:
             assert extra in extras, f"{example.name} names a missing extra: {extra}"
 
 
-def test_the_fastapi_extra_provides_the_server_the_example_runs_under() -> None:
-    text = PYPROJECT.read_text()
-    fastapi_extra = re.search(r"^fastapi = \[(.*?)\]", text, re.MULTILINE | re.DOTALL)
-    assert fastapi_extra is not None
-    assert re.search(r'"fastapi\b', fastapi_extra.group(1))
-    assert re.search(r'"uvicorn\b', fastapi_extra.group(1))
-
-
 def test_quickstart_prints_the_thread_readably_and_a_second_process_finds_it(
     user_env: dict[str, str], embedded_store: ThreadStore
 ) -> None:
