@@ -30,6 +30,7 @@ from threadmem_mongo import (
     InvalidInputError,
     RoleMessage,
     RoleThread,
+    ThreadNotFoundError,
     ThreadStore,
     _anthropic,
     _assistants,
@@ -990,3 +991,28 @@ def test_openai_export_reader_keeps_texts_and_refuses_other_parts() -> None:
         )
     with pytest.raises(InvalidInputError, match="must be"):
         _imports.messages_from_openai_export({"messages": [], "model": "gpt"})
+
+
+def test_an_import_that_loses_the_race_to_the_same_import_returns_its_thread(
+    store: ThreadStore, db_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = list_object(assistants_messages())
+    first = RoleThread.import_openai_thread(export, store=store)
+    real_get = RoleThread.get.__func__  # type: ignore[attr-defined]
+    lookups: list[str] = []
+
+    def get_missing_once(cls: type[RoleThread], thread_id: str, **kwargs: Any) -> RoleThread:
+        # The first look-up misses, as when the other import had not landed yet.
+        lookups.append(thread_id)
+        if len(lookups) == 1:
+            raise ThreadNotFoundError(thread_id)
+        return real_get(cls, thread_id, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(RoleThread, "get", classmethod(get_missing_once))
+
+    second = RoleThread.import_openai_thread(export, store=store)
+
+    assert second.id == first.id
+    assert lookups == [first.id, first.id]
+    assert thread_count(store, db_client) == 1
+    assert blob_files(store, db_client) == 1
