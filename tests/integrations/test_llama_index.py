@@ -503,3 +503,37 @@ async def test_processes_append_everything_and_never_archive_a_message_twice(
     assert len(flat) == len(set(flat)) == WORKERS * 4
     assert sorted(flat) == sorted(archived)
     assert archived == everything[: WORKERS * 4]
+
+
+# -- the documentation example ---------------------------------------------------------------
+
+
+def page_example(page: str) -> tuple[str, str]:
+    """The example block of a docs page (the one after ``<!-- example -->``) and its output."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "integrations" / page).read_text()
+    match = re.search(
+        r"<!-- example -->\n<!-- not-run -->\n```python\n(?P<code>.*?)\n```\n\nOutput:\n\n"
+        r"```text\n(?P<output>.*?)\n```",
+        text,
+        re.S,
+    )
+    assert match is not None, f"no example with an output in {page}"
+    return match["code"], match["output"]
+
+
+async def test_the_docs_example_prints_what_the_page_shows(async_store: AsyncThreadStore) -> None:
+    import contextlib
+    import io
+    from unittest import mock
+
+    code, output = page_example("llama-index.md")
+    started: list[Any] = []
+    printed = io.StringIO()
+    # The page runs asyncio.run(main()); here main() runs on the test's loop and store.
+    with mock.patch("asyncio.run", started.append), contextlib.redirect_stdout(printed):
+        exec(compile(code, "llama-index.md", "exec"), {"__name__": "__docs__"})
+        await started[0]
+    assert printed.getvalue().strip() == output.strip()
