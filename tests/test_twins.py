@@ -247,3 +247,70 @@ def test_construction_differs_only_in_how_the_thread_is_stored() -> None:
     assert inspect.iscoroutinefunction(AsyncRoleThread.create)
     with pytest.raises(TypeError, match=r"create"):
         AsyncRoleThread()
+
+
+# -- the generator's rules ----------------------------------------------------------------
+
+
+def test_data_strings_keep_their_words_while_docstrings_read_as_sync(
+    synchro: ModuleType,
+) -> None:
+    source = (
+        '"""Module."""\n\n'
+        "async def run(store: AsyncThreadStore) -> str:\n"
+        '    """Run it: ``await run(store)`` on an AsyncThreadStore."""\n'
+        "    # await the store, then return\n"
+        "    await store.ensure_indexes()\n"
+        '    return "await async for AsyncThreadStore"\n'
+    )
+    generated = synchro.translate(source, "_async_example.py")
+    assert "def run(store: ThreadStore) -> str:\n" in generated
+    assert '"""Run it: ``run(store)`` on an ThreadStore."""' in generated
+    assert "# the store, then return" in generated
+    assert "    store.ensure_indexes()\n" in generated
+    # A string that is data keeps its keywords; only a whole async name is renamed.
+    assert 'return "await async for ThreadStore"' in generated
+
+
+def test_async_only_blocks_are_left_out_of_the_sync_module(synchro: ModuleType) -> None:
+    source = (
+        '"""Module."""\n\n'
+        "import asyncio\n\n\n"
+        "def kept() -> int:\n"
+        "    return 1\n\n\n"
+        "# synchro: begin async-only\n"
+        "async def only_with_a_loop() -> None:\n"
+        "    await asyncio.sleep(0)\n"
+        "# synchro: end async-only\n"
+    )
+    generated = synchro.translate(source, "_async_example.py")
+    assert "def kept() -> int:" in generated
+    assert "only_with_a_loop" not in generated
+    assert "synchro:" not in generated
+    with pytest.raises(SyntaxError, match="not closed"):
+        synchro.translate(source.replace("# synchro: end async-only\n", ""), "_async_x.py")
+
+
+def test_a_sync_module_edited_by_hand_is_not_overwritten(
+    synchro: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    package = tmp_path / "threadmem_mongo"
+    package.mkdir()
+    for source, target in synchro.MODULES.items():
+        shutil.copy(PACKAGE / source, package / source)
+        shutil.copy(PACKAGE / target, package / target)
+    monkeypatch.setattr(synchro, "PACKAGE", package)
+    target = package / "_store.py"
+    hand_edited = target.read_text().replace("def ensure_indexes", "def ensure_indexes_fast", 1)
+    target.write_text(hand_edited)
+
+    assert synchro.hand_edited(hand_edited)
+    assert not synchro.hand_edited((PACKAGE / "_store.py").read_text())
+    assert synchro.main([]) == 2
+    assert "edited by hand: _store.py" in capsys.readouterr().err
+    assert target.read_text() == hand_edited  # not overwritten
+    assert synchro.main(["--force"]) == 0
+    assert target.read_text() == (PACKAGE / "_store.py").read_text()
