@@ -20,7 +20,9 @@ instead of running each to completion.
 
 What mongomock lacks stays missing and fails the way it does on mongomock's own sync
 client: ``watch()`` raises ``TypeError``, sessions raise ``NotImplementedError``, an
-unknown aggregation operator raises ``NotImplementedError``. A method this adapter does
+unknown aggregation operator raises ``NotImplementedError``, and ``bulk_write`` with an
+``UpdateOne`` raises ``TypeError`` (mongomock 4.3 predates the ``sort`` option pymongo
+passes it). A method this adapter does
 not offer is looked up as a sub-collection (as pymongo does) and calling it raises
 ``TypeError`` naming it, so a missing piece shows up plainly.
 """

@@ -15,11 +15,14 @@ import contextlib
 import inspect
 import io
 import random
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import bson
 import mongomock
 import pytest
+import pytest_asyncio
 from asyncmock import (
     AsyncMockClient,
     AsyncMockCollection,
@@ -28,7 +31,7 @@ from asyncmock import (
     AsyncMockDatabase,
 )
 from PIL import Image
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import ASCENDING, AsyncMongoClient, MongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.command_cursor import AsyncCommandCursor
 from pymongo.asynchronous.cursor import AsyncCursor
@@ -95,30 +98,48 @@ async def test_async_store_is_the_default_of_both_apis_on_one_database(
     assert _capabilities.is_mongomock(async_store.collection) == (backend == "mongomock")
 
 
+@pytest_asyncio.fixture
+async def scratch(async_client: Any) -> AsyncIterator[Any]:
+    """A collection in a fresh database of ``async_client``, dropped afterwards."""
+    name = f"tm_scratch_{uuid.uuid4().hex}"
+    yield async_client[name]["items"]
+    await async_client.drop_database(name)
+
+
 @pytest.mark.asyncio
-async def test_adapter_cursor_chains_sort_skip_limit_and_iterates_both_ways() -> None:
-    sync_client = mongomock.MongoClient()
-    collection = AsyncMockClient(sync_client)["db"]["items"]
-    await collection.insert_many([{"_id": i, "even": i % 2 == 0} for i in range(6)])
-    cursor = collection.find({"even": True}).sort("_id", -1).skip(1).limit(5)
-    assert await cursor.to_list() == [{"_id": 2, "even": True}, {"_id": 0, "even": True}]
-    assert [doc["_id"] async for doc in collection.find({}, {"_id": 1}).sort([("_id", 1)])] == [
-        0,
-        1,
-        2,
-        3,
-        4,
-        5,
-    ]
-    assert await collection.find({}).to_list(2) == [
-        {"_id": 0, "even": True},
-        {"_id": 1, "even": False},
-    ]
+async def test_async_calls_the_library_and_adapters_use_answer_alike_on_every_backend(
+    scratch: Any, db_client: Any
+) -> None:
+    await scratch.insert_many([{"_id": i, "even": i % 2 == 0, "n": i} for i in range(6)])
+    cursor = scratch.find({"even": True}).sort("_id", -1).skip(1).limit(5)
+    assert [doc["_id"] for doc in await cursor.to_list()] == [2, 0]
+    ids = [doc["_id"] async for doc in scratch.find({}, {"_id": 1}).sort([("_id", 1)])]
+    assert ids == [0, 1, 2, 3, 4, 5]
+    assert [doc["_id"] for doc in await scratch.find({}).sort("_id", 1).to_list(2)] == [0, 1]
     pipeline = [{"$match": {"even": False}}, {"$count": "odd"}]
-    assert await (await collection.aggregate(pipeline)).to_list() == [{"odd": 3}]
-    assert sync_client["db"]["items"].count_documents({}) == 6
-    assert collection.database.client.__wrapped__ is sync_client
-    assert collection.full_name == "db.items"
+    assert await (await scratch.aggregate(pipeline)).to_list() == [{"odd": 3}]
+    async with await scratch.aggregate([{"$match": {"_id": 5}}]) as one:
+        assert [doc["_id"] async for doc in one] == [5]
+
+    assert await scratch.count_documents({"even": True}) == 3
+    assert sorted(await scratch.distinct("even")) == [False, True]
+    after = await scratch.find_one_and_update(
+        {"_id": 1}, {"$inc": {"n": 10}}, return_document=ReturnDocument.AFTER
+    )
+    assert after == {"_id": 1, "even": False, "n": 11}
+    assert (await scratch.update_many({"even": True}, {"$set": {"seen": 1}})).modified_count == 3
+    assert (await scratch.delete_one({"_id": 5})).deleted_count == 1
+    assert (await scratch.delete_many({"n": {"$gte": 9}})).deleted_count == 1
+
+    assert await scratch.create_index([("n", ASCENDING)], name="by_n") == "by_n"
+    names = [index["name"] async for index in await scratch.list_indexes()]
+    assert sorted(names) == ["_id_", "by_n"]
+    assert "by_n" in await scratch.index_information()
+
+    same = db_client[scratch.database.name][scratch.name]
+    assert sorted(doc["_id"] for doc in same.find({})) == [0, 2, 3, 4]
+    assert scratch.full_name == f"{scratch.database.name}.items"
+    assert await scratch.find_one({"_id": 404}) is None
 
 
 @pytest.mark.asyncio
