@@ -7,12 +7,14 @@ library finds and probes them.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -129,6 +131,16 @@ class SecantusServer:
         """Send ``signum`` to the running server."""
         assert self.process is not None
         self.process.send_signal(signum)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the server process (SIGSTOP) for the block: its socket stays open and
+        accepts connections, but nothing answers; SIGCONT afterwards, whatever happens."""
+        self.signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.signal(signal.SIGCONT)
 
     def exited(self) -> bool:
         """Return whether the server is not running (never started, stopped or dead)."""

@@ -22,6 +22,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailur
 
 from threadmem_mongo import _updates, _validation
 from threadmem_mongo._async_blobs import DEFAULT_BUCKET, AsyncBlobStore
+from threadmem_mongo._cancellation import raise_if_cancelling
 from threadmem_mongo._capabilities import (
     enforces_unique_array_keys,
     has_change_streams,
@@ -74,6 +75,8 @@ NO_CHANGE_STREAM_CODES = frozenset({40573, 40324})
 
 #: Seconds between attempts to reopen a change stream.
 RECONNECT_PAUSE = 0.25
+
+_IS_SYNC = False
 
 
 def _wait_or_raise(exc: Exception, failing_since: float, limit: float) -> float:
@@ -740,6 +743,8 @@ class AsyncThreadStore:
                         # already failure time.
                         with pymongo.timeout(wait_ms / 1000 + reconnect_timeout):
                             change = await stream.try_next()
+                        if not _IS_SYNC:
+                            raise_if_cancelling()
                     except (ConnectionFailure, OperationFailure) as exc:
                         began = min(time.monotonic(), asked + wait_ms / 1000)
                         failing_since = _wait_or_raise(exc, began, reconnect_timeout)

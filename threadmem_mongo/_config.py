@@ -185,10 +185,9 @@ def _build_async_default() -> AsyncThreadStore:
                     "client; call threadmem_mongo.aio.configure(uri=...) with a MongoDB URI"
                 )
             uri = ensure_server().uri
-        millis = int(_timeout(_async_settings) * 1000)
         uri_database = _uri_database(uri)
         client = AsyncMongoClient(
-            uri, serverSelectionTimeoutMS=millis, connectTimeoutMS=millis, connect=False
+            uri, **timeout_options(uri, _timeout(_async_settings)), connect=False
         )
         _async_settings["owned_client"] = client
     database = (
@@ -267,12 +266,15 @@ def _env_uri() -> str | None:
     return os.environ.get(URI_ENV) or os.environ.get(FALLBACK_URI_ENV) or None
 
 
-def _uri_database(uri: str) -> str | None:
+def _parsed_uri(uri: str) -> dict[str, Any]:
     try:
-        parsed = parse_uri(uri)
+        return dict(parse_uri(uri))
     except Exception as exc:  # pymongo raises InvalidURI, ValueError or ConfigurationError
         raise ConfigurationError(f"invalid MongoDB URI: {exc}") from exc
-    database: str | None = parsed.get("database")
+
+
+def _uri_database(uri: str) -> str | None:
+    database: str | None = _parsed_uri(uri).get("database")
     return database
 
 
@@ -339,11 +341,30 @@ def client_from_uri(uri: str, timeout: float) -> tuple[MongoClient[Any], str | N
         database = uri[len(MONGOMOCK_SCHEME) :].strip("/") or None
         return mongomock.MongoClient(), database
     database = _uri_database(uri)
-    millis = int(timeout * 1000)
-    client: MongoClient[Any] = MongoClient(
-        uri,
-        serverSelectionTimeoutMS=millis,
-        connectTimeoutMS=millis,
-        connect=False,
-    )
+    client: MongoClient[Any] = MongoClient(uri, **timeout_options(uri, timeout), connect=False)
     return client, database
+
+
+#: The client options ``timeout`` sets, each in milliseconds. ``timeoutMS`` bounds a whole
+#: operation, retries included, so a call to a server that accepted the connection but
+#: never answers (hung, or stopped) fails after ``timeout`` seconds too.
+TIMEOUT_OPTIONS = ("timeoutMS", "serverSelectionTimeoutMS", "connectTimeoutMS")
+
+
+def timeout_options(uri: str, timeout: float) -> dict[str, int]:
+    """Return the client options that make operations on ``uri`` give up after ``timeout``
+    seconds; an option the URI sets itself is left to the URI.
+
+    Args:
+        uri: The MongoDB connection string the client is built from.
+        timeout: Seconds.
+
+    Returns:
+        Keyword arguments for ``MongoClient`` and ``AsyncMongoClient``.
+
+    Raises:
+        ConfigurationError: The URI is invalid.
+    """
+    given = {name.lower() for name in _parsed_uri(uri).get("options", {})}
+    millis = max(1, int(timeout * 1000))
+    return {name: millis for name in TIMEOUT_OPTIONS if name.lower() not in given}
