@@ -531,6 +531,23 @@ def test_to_openai_of_the_standard_roles_validates_as_chat_completion_messages(
     }
 
 
+def test_to_openai_keeps_other_role_names_which_chat_completions_refuses(
+    store: ThreadStore,
+) -> None:
+    # As documented: to_openai() does not translate roles; an app translates a bot's
+    # name or "tool" (which needs a tool_call_id) before sending.
+    thread = RoleThread(store=store)
+    thread.post("critic", "Too long.")
+    thread.post("tool", "42")
+    export = thread.to_openai()
+    assert export == {
+        "messages": [{"role": "critic", "content": "Too long."}, {"role": "tool", "content": "42"}]
+    }
+    for message in export["messages"]:
+        with pytest.raises(ValidationError):
+            CHAT_MESSAGE.validate_python(message)
+
+
 # -- pure helpers --------------------------------------------------------------------------
 
 
@@ -564,6 +581,20 @@ def test_import_ids_depend_on_source_owner_and_key() -> None:
     assert first != _imports.import_thread_id("openai-assistants", None, "thread_2")
     assert first != _imports.import_thread_id("anthropic", None, "thread_1")
     assert _imports.content_key({"a": 1, "b": [1]}) == _imports.content_key({"b": [1], "a": 1})
+
+
+@pytest.mark.parametrize("owner_id", [3, {"$ne": None}, object(), b"alice"])
+def test_imports_refuse_an_owner_id_that_is_not_a_string(
+    store: ThreadStore, db_client: Any, owner_id: Any
+) -> None:
+    with pytest.raises(InvalidInputError, match="owner_id"):
+        RoleThread.import_openai_thread(assistants_messages(), owner_id=owner_id, store=store)
+    with pytest.raises(InvalidInputError, match="owner_id"):
+        RoleThread.from_anthropic([{"role": "user", "content": "hi"}], owner_id=owner_id)
+    with pytest.raises(InvalidInputError, match="owner_id"):
+        RoleThread.from_responses([{"role": "user", "content": "hi"}], owner_id=owner_id)
+    assert thread_count(store, db_client) == 0
+    assert blob_files(store, db_client) == 0
 
 
 def test_exports_refuse_unresolved_gridfs_references() -> None:

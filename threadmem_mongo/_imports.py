@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from threadmem_mongo._images import IMAGE_PLACEHOLDER, is_blob_ref
 from threadmem_mongo._models import RoleMessage
+from threadmem_mongo._validation import check_optional_str
 from threadmem_mongo.errors import InvalidInputError
 
 #: Roles every chat API knows; any other role name is a participant of its own.
@@ -158,7 +159,12 @@ def check_string(value: object, what: str) -> str:
 
 def import_thread_id(source: str, owner_id: str | None, key: str) -> str:
     """Return the id of the thread that importing ``key`` from ``source`` for
-    ``owner_id`` makes: the same for the same three, whichever process asks."""
+    ``owner_id`` makes: the same for the same three, whichever process asks.
+
+    Raises:
+        InvalidInputError: ``owner_id`` is neither None nor a string.
+    """
+    check_optional_str("owner_id", owner_id)
     name = json.dumps([source, owner_id, key], ensure_ascii=False)
     return str(uuid.uuid5(IMPORT_NAMESPACE, name))
 
