@@ -375,6 +375,13 @@ def test_from_anthropic_refuses_malformed_input_and_writes_nothing(
     assert blob_files(store, db_client) == 0
 
 
+def test_to_anthropic_gives_media_types_in_lower_case() -> None:
+    upper = "data:IMAGE/PNG;base64," + base64.b64encode(SMALL_PNG).decode("ascii")
+    export = _anthropic.thread_to_anthropic([RoleMessage(role="user", text="x", images=[upper])])
+    check_anthropic(export)
+    assert export["messages"][0]["content"][1]["source"]["media_type"] == "image/png"
+
+
 def test_to_anthropic_refuses_what_the_messages_api_cannot_take() -> None:
     with pytest.raises(InvalidInputError, match="image/bmp"):
         _anthropic.thread_to_anthropic([RoleMessage(role="user", text="x", images=[BMP_DATA_URI])])

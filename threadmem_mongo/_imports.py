@@ -128,9 +128,10 @@ def data_uri(media_type: str, data: str) -> str:
 
 
 def data_uri_parts(uri: str) -> tuple[str, str]:
-    """Return ``(media type, base64 payload)`` of a stored (already checked) data URI."""
+    """Return ``(media type, base64 payload)`` of a stored (already checked) data URI;
+    the media type in lower case, as MIME types compare."""
     header, _, payload = uri.partition(",")
-    return header[len("data:") :].split(";", 1)[0], payload
+    return header[len("data:") :].split(";", 1)[0].lower(), payload
 
 
 def check_list(value: object, what: str) -> list[Any]:
