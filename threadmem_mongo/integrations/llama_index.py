@@ -251,14 +251,19 @@ class ThreadMemChatStore(AsyncDBChatStore):
         raise VersionConflictError(key, -1, -1)
 
     @staticmethod
-    async def _chat_messages(
-        thread: AsyncRoleThread, status: MessageStatus | None
-    ) -> list[ChatMessage]:
+    async def _stored(thread: AsyncRoleThread, status: MessageStatus | None) -> list[RoleMessage]:
+        """The thread's messages with ``status`` (None: all), images not yet read."""
         return [
-            from_role_message(m)
-            for m in await thread.messages()
+            m
+            for m in await thread.messages(resolve_images=False)
             if status is None or _status_of(m) == status.value
         ]
+
+    @staticmethod
+    async def _read(thread: AsyncRoleThread, message: RoleMessage) -> ChatMessage:
+        """The ``ChatMessage`` of a stored message, reading its GridFS images."""
+        images = await thread.store.resolve_images(message.images)
+        return from_role_message(message.model_copy(update={"images": images}))
 
     # -- AsyncDBChatStore ----------------------------------------------------------------
 
@@ -290,8 +295,9 @@ class ThreadMemChatStore(AsyncDBChatStore):
         thread = await self._load(key)
         if thread is None:
             return []
-        messages = await self._chat_messages(thread, chosen)
-        return messages[first:] if count is None else messages[first : first + count]
+        stored = await self._stored(thread, chosen)
+        page = stored[first:] if count is None else stored[first : first + count]
+        return [await self._read(thread, m) for m in page]
 
     async def count_messages(
         self, key: str, status: MessageStatus | None = MessageStatus.ACTIVE
@@ -308,9 +314,7 @@ class ThreadMemChatStore(AsyncDBChatStore):
             return 0
         if chosen is None:
             return thread.message_count
-        return sum(
-            1 for m in await thread.messages(resolve_images=False) if _status_of(m) == chosen.value
-        )
+        return len(await self._stored(thread, chosen))
 
     async def add_message(
         self, key: str, message: ChatMessage, status: MessageStatus = MessageStatus.ACTIVE
@@ -400,11 +404,13 @@ class ThreadMemChatStore(AsyncDBChatStore):
         assert position is not None
 
         async def remove(thread: AsyncRoleThread) -> ChatMessage | None:
-            messages = await thread.messages()
+            messages = await self._stored(thread, None)
             if position >= len(messages):
                 return None
+            # Read before deleting: the message's GridFS images go with it.
+            removed = await self._read(thread, messages[position])
             await thread.delete_message(messages[position].id)
-            return from_role_message(messages[position])
+            return removed
 
         return await self._retrying(key, remove, None)
 
@@ -424,9 +430,8 @@ class ThreadMemChatStore(AsyncDBChatStore):
             return
 
         async def remove(thread: AsyncRoleThread) -> None:
-            for message in await thread.messages(resolve_images=False):
-                if _status_of(message) == chosen.value:
-                    await thread.delete_message(message.id)
+            for message in await self._stored(thread, chosen):
+                await thread.delete_message(message.id)
 
         await self._retrying(key, remove, None)
 
@@ -438,12 +443,12 @@ class ThreadMemChatStore(AsyncDBChatStore):
         done: list[ChatMessage] = []
 
         async def take(thread: AsyncRoleThread) -> list[ChatMessage]:
-            active = [
-                m for m in await thread.messages() if _status_of(m) == MessageStatus.ACTIVE.value
-            ]
+            active = await self._stored(thread, MessageStatus.ACTIVE)
             for message in active[: n - len(done)]:
+                # Read before acting: a deleted message's GridFS images go with it.
+                taken = await self._read(thread, message)
                 await act(thread, message)
-                done.append(from_role_message(message))
+                done.append(taken)
             return done
 
         if n == 0:

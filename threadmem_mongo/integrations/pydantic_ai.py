@@ -319,7 +319,8 @@ class ThreadMemConversationStore(ConversationStore):
             KeyError: An entry of the history is missing.
         """
         count = _check_limit(limit)
-        loaded: dict[str, RoleMessage] = {}
+        # Each message with the store to read its GridFS images from (None: read already).
+        loaded: dict[str, tuple[RoleMessage, AsyncThreadStore | None]] = {}
         entries: list[ConversationEntry] = []
         entry_id = head_id
         while entry_id is not None and (count is None or len(entries) < count):
@@ -329,9 +330,14 @@ class ThreadMemConversationStore(ConversationStore):
                     raise KeyError(entry_id)
                 thread = await self._thread(found.thread_id, last=None)
                 if thread is not None:
-                    loaded.update((m.id, m) for m in await thread.messages())
-                loaded.setdefault(entry_id, found)
-            entry = message_to_entry(loaded[entry_id])
+                    raw = await thread.messages(resolve_images=False)
+                    loaded.update((m.id, (m, thread.store)) for m in raw)
+                loaded.setdefault(entry_id, (found, None))
+            message, holder = loaded[entry_id]
+            if holder is not None:
+                images = await holder.resolve_images(message.images)
+                message = message.model_copy(update={"images": images})
+            entry = message_to_entry(message)
             entries.append(entry)
             entry_id = entry.parent_id
         entries.reverse()
