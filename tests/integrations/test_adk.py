@@ -25,12 +25,13 @@ import sys
 import textwrap
 import uuid
 import zlib
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from google.adk.agents import LlmAgent
 from google.adk.errors._stale_session_error import StaleSessionError
 from google.adk.errors.already_exists_error import AlreadyExistsError
@@ -48,9 +49,10 @@ from google.adk.sessions.base_session_service import (
 )
 from google.adk.sessions.session import Session
 from google.genai import types
+from pymongo import AsyncMongoClient
 from pymongo.collection import Collection
 
-from threadmem_mongo import InvalidInputError, RoleThread
+from threadmem_mongo import InvalidInputError, RoleThread, ThreadTooLargeError
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 from threadmem_mongo.integrations.adk import ThreadMemSessionService
 
@@ -403,6 +405,13 @@ SEQUENCES: dict[str, list[Operation]] = {
         Get("s", {**A, "session_id": "s1"}),
         UserState(A),
     ],
+    "redelivered_through_an_older_copy_changes_nothing": [
+        Create("s", {**A, "session_id": "s1"}),
+        Get("older", {**A, "session_id": "s1"}),
+        Append("s", event(1, state={"k": 1})),
+        Append("older", event(1, state={"k": 1})),
+        Get("s", {**A, "session_id": "s1"}),
+    ],
     "unicode_and_odd_keys": [
         Create(
             "s",
@@ -480,6 +489,7 @@ SEQUENCES: dict[str, list[Operation]] = {
                     types.Part(text="small and large"),
                     types.Part(inline_data=types.Blob(mime_type="image/png", data=png(16))),
                     types.Part(inline_data=types.Blob(mime_type="image/png", data=png(60_000))),
+                    types.Part(inline_data=types.Blob(mime_type="image/svg+xml", data=b"<svg/>")),
                 ],
             ),
         ),
@@ -631,6 +641,102 @@ async def test_concurrent_shared_state_merges_from_many_sessions_all_land(
     assert all({f"app:a{i}" for i in range(8)} <= set(s.state) for s in listed.sessions)
 
 
+WRITER_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from google.adk.errors._stale_session_error import StaleSessionError
+    from google.adk.events.event import Event
+    from google.adk.events.event_actions import EventActions
+    from google.genai import types
+    from pymongo import AsyncMongoClient
+    from threadmem_mongo.aio import AsyncThreadStore
+    from threadmem_mongo.integrations.adk import ThreadMemSessionService
+
+    uri, database, collection, writer, count = sys.argv[1:6]
+
+    async def main():
+        client = AsyncMongoClient(uri)
+        service = ThreadMemSessionService(store=AsyncThreadStore(client[database][collection]))
+        stale = 0
+        for i in range(int(count)):
+            event = Event(
+                id=f"p{writer}-{i}",
+                invocation_id="i",
+                author=f"writer{writer}",
+                timestamp=2000.0 + i,
+                content=types.Content(role="model", parts=[types.Part(text=f"{writer}/{i}")]),
+                actions=EventActions(state_delta={f"p{writer}": i, f"user:p{writer}": i}),
+            )
+            while True:
+                session = await service.get_session(
+                    app_name="support", user_id="alice", session_id="shared"
+                )
+                try:
+                    await service.append_event(session, event)
+                    break
+                except StaleSessionError:
+                    stale += 1
+        await client.close()
+        print(stale)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest_asyncio.fixture
+async def wire_async_store(wire_uri: str) -> AsyncIterator[AsyncThreadStore]:
+    """An async store on a fresh database of the SecantusDB server (dropped afterwards)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(wire_uri)
+    name = f"tm_adk_{uuid.uuid4().hex}"
+    try:
+        yield AsyncThreadStore(client[name]["threads"])
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+@pytest.mark.wire
+@pytest.mark.slow
+async def test_processes_appending_to_one_session_lose_nothing(
+    wire_uri: str, wire_async_store: AsyncThreadStore
+) -> None:
+    async_store = wire_async_store
+    service = ThreadMemSessionService(store=async_store)
+    await service.create_session(**A, session_id="shared")
+    collection = async_store.collection
+    writers, per_writer = 3, 15
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WRITER_SCRIPT,
+            wire_uri,
+            collection.database.name,
+            collection.name,
+            str(w),
+            str(per_writer),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for w in range(writers)
+    ]
+    outputs = [await p.communicate() for p in processes]
+    assert [p.returncode for p in processes] == [0] * writers, [err for _, err in outputs]
+    stored = await service.get_session(**A, session_id="shared")
+    assert stored is not None
+    assert sorted(e.id for e in stored.events) == sorted(
+        f"p{w}-{i}" for w in range(writers) for i in range(per_writer)
+    )
+    for w in range(writers):
+        mine = [e.id for e in stored.events if e.author == f"writer{w}"]
+        assert mine == [f"p{w}-{i}" for i in range(per_writer)]
+    assert {k: v for k, v in stored.state.items() if k.startswith("p")} == {
+        f"p{w}": per_writer - 1 for w in range(writers)
+    }
+    assert await service.get_user_state(**A) == {f"p{w}": per_writer - 1 for w in range(writers)}
+
+
 # -- the stored form -------------------------------------------------------------------------
 
 
@@ -686,6 +792,8 @@ async def test_images_go_through_the_image_path_and_large_ones_to_gridfs(
             types.Part(text="Compare <image> these"),
             types.Part(inline_data=types.Blob(mime_type="image/png", data=small)),
             types.Part(inline_data=types.Blob(mime_type="image/png", data=large)),
+            # The library stores no SVG as an image: it stays inline in the event JSON.
+            types.Part(inline_data=types.Blob(mime_type="image/svg+xml", data=b"<svg/>")),
         ],
     )
     session = await service.create_session(**A, session_id="s1")
@@ -693,17 +801,39 @@ async def test_images_go_through_the_image_path_and_large_ones_to_gridfs(
     thread_id = ThreadMemSessionService.thread_id(APP, "alice", "s1")
     thread = await AsyncRoleThread.get(thread_id, store=async_store)
     (stored,) = await thread.messages(resolve_images=False)
-    assert stored.text == "Compare [image] these\n<image>\n<image>"
+    assert stored.text == "Compare [image] these\n<image>\n<image>\n[image/svg+xml]"
+    assert len(stored.images) == 2
     assert stored.images[0] == "data:image/png;base64," + base64.b64encode(small).decode()
     assert stored.images[1].startswith("gridfs:")
     doc = async_raw.find_one({"_id": thread_id})
     assert doc is not None
     assert base64.b64encode(large).decode()[:200] not in json.dumps(doc, default=str)
-    assert base64.b64encode(small).decode() not in doc["messages"][0]["metadata"]["adk_event"]
+    stored_parts = json.loads(doc["messages"][0]["metadata"]["adk_event"])["content"]["parts"]
+    assert [sorted(part.get("inline_data", {})) for part in stored_parts] == [
+        [],
+        ["mime_type"],
+        ["mime_type"],
+        ["data", "mime_type"],
+    ]
+    assert doc["messages"][0]["metadata"]["adk_image_parts"] == [1, 2]
     loaded = await service.get_session(**A, session_id="s1")
     assert loaded is not None
     assert loaded.events == [sent]
     assert (await thread.to_openai())["messages"][0]["content"][1]["type"] == "image_url"
+
+
+async def test_event_past_the_document_limit_raises_and_writes_nothing(
+    service: ThreadMemSessionService, async_raw: Collection[dict[str, Any]]
+) -> None:
+    session = await service.create_session(**A, session_id="s1")
+    await service.append_event(session, event(1))
+    before = list(async_raw.find({}, sort=[("_id", 1)]))
+    # The text is stored twice (readable text and event JSON): 2 x 8.5 MB passes 16 MB.
+    with pytest.raises(ThreadTooLargeError):
+        await service.append_event(session, event(2, "agent", "y" * 8_500_000, state={"k": 1}))
+    assert list(async_raw.find({}, sort=[("_id", 1)])) == before
+    assert [e.id for e in session.events] == ["event-1"]
+    assert "k" not in session.state
 
 
 async def test_thread_ids_are_deterministic_readable_and_distinct() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -41,7 +42,7 @@ from pymongo.errors import DuplicateKeyError
 
 from threadmem_mongo import InvalidInputError, RoleMessage, V1RoleThread
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
-from threadmem_mongo.errors import ThreadNotFoundError, VersionConflictError
+from threadmem_mongo.errors import ImageFormatError, ThreadNotFoundError, VersionConflictError
 
 __all__ = ["ThreadMemSessionService"]
 
@@ -74,6 +75,10 @@ _STALE_MESSAGE = (
     "The session has been modified in storage since it was loaded. "
     "Please reload the session before appending more events."
 )
+
+#: MIME types of the image parts that go through the library's image path; other inline
+#: data stays in the event JSON.
+_IMAGE_MIME = re.compile(r"image/[A-Za-z0-9.+-]+")
 
 #: Namespace of the message ids derived from (thread id, event id).
 _MESSAGE_ID_NAMESPACE = uuid.UUID("6f0b3c1e-7a52-5d1f-9c0e-3b1f2a8d4e61")
@@ -153,9 +158,15 @@ def _image_data_uri(part: types.Part) -> str | None:
     if blob is None or blob.data is None or not blob.mime_type:
         return None
     mime = blob.mime_type
-    if not mime.startswith("image/") or not all(c.isalnum() or c in "/.+-_" for c in mime):
+    if not _IMAGE_MIME.fullmatch(mime):
         return None
-    return f"data:{mime};base64,{base64.b64encode(blob.data).decode('ascii')}"
+    uri = f"data:{mime};base64,{base64.b64encode(blob.data).decode('ascii')}"
+    try:
+        RoleMessage(role="image", text="", images=[uri])
+    except ImageFormatError:
+        # A kind the library refuses to store as an image (SVG): it stays in the JSON.
+        return None
+    return uri
 
 
 def _clip(text: str) -> str:
