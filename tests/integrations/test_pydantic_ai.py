@@ -28,6 +28,7 @@ from pydantic_ai.conversation_store import (
     ConversationStore,
     InMemoryConversationStore,
 )
+from pydantic_ai.exceptions import UserError
 from pydantic_ai.messages import (
     BinaryContent,
     ImageUrl,
@@ -429,6 +430,74 @@ async def test_deleting_the_last_fork_deletes_the_kept_thread(
     for gone in ("A", "B"):
         with pytest.raises(ThreadNotFoundError):
             await AsyncRoleThread.get(gone, store=async_store)
+
+
+async def test_forks_racing_a_delete_either_keep_their_history_or_conflict(
+    async_store: AsyncThreadStore,
+) -> None:
+    store = ThreadMemConversationStore(store=async_store)
+    for attempt in range(6):
+        source = f"A{attempt}"
+        await store.save(Conversation(conversation_id=source, messages=[*turn(0), *turn(1)]))
+        calls = [store.fork(source, at=3, new_conversation_id=f"{source}-f{n}") for n in range(3)]
+        # The delete starts first, last, or in between, so each side wins some races.
+        calls.insert(attempt % 4, store.delete(source))
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert outcomes.pop(attempt % 4) is None
+        forks = [o for o in outcomes if not isinstance(o, BaseException)]
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        # A fork that read the source before the delete may still lose the race.
+        assert all(isinstance(o, (ConversationConflict, UserError)) for o in failed)
+        assert await store.read_record(source) is None
+        for fork in forks:
+            loaded = await store.load(fork.conversation_id)
+            assert loaded is not None
+            assert loaded.messages == [*turn(0), ask("q1")]
+        for fork in forks:
+            await store.delete(fork.conversation_id)
+        # Once the last fork is gone, nothing of the source is left.
+        assert await AsyncRoleThread.find(store=async_store) == []
+
+
+async def test_a_fork_registered_while_a_delete_decides_keeps_the_source_thread(
+    async_store: AsyncThreadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete read the source with no fork using it; a fork registers before the
+    delete lands: the delete's conditional write misses, and it keeps the thread."""
+    store = ThreadMemConversationStore(store=async_store)
+    await store.save(Conversation(conversation_id="A", messages=[*turn(0), *turn(1)]))
+    delete_decided = asyncio.Event()
+    fork_registered = asyncio.Event()
+    real_delete = async_store.delete
+    real_register = store._register
+
+    async def delete_after_the_fork(thread_id: str, *, version: int | None = None) -> bool:
+        if thread_id == "A" and not delete_decided.is_set():
+            delete_decided.set()
+            await fork_registered.wait()
+        return await real_delete(thread_id, version=version)
+
+    async def register_once_the_delete_decided(user: str, holder: str) -> list[str]:
+        await delete_decided.wait()
+        try:
+            return await real_register(user, holder)
+        finally:
+            fork_registered.set()
+
+    monkeypatch.setattr(async_store, "delete", delete_after_the_fork)
+    monkeypatch.setattr(store, "_register", register_once_the_delete_decided)
+    deleted, forked = await asyncio.gather(
+        store.delete("A"), store.fork("A", at=3, new_conversation_id="B")
+    )
+    assert deleted is None
+    assert forked.messages == [*turn(0), ask("q1")]
+    assert await store.read_record("A") is None
+    assert (await AsyncRoleThread.get("A", store=async_store)).message_count == 4
+    loaded = await store.load("B")
+    assert loaded is not None
+    assert loaded.messages == [*turn(0), ask("q1")]
+    await store.delete("B")
+    assert await AsyncRoleThread.find(store=async_store) == []
 
 
 @pytest.mark.parametrize(

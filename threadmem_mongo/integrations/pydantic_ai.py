@@ -392,9 +392,18 @@ class ThreadMemConversationStore(ConversationStore):
                 holder = found.thread_id
             metadata = {**((thread.metadata if thread else None) or {}), **fields}
             registered: list[str] = []
-            if live is None and holder not in (None, conversation_id):
-                assert holder is not None
+            if (
+                live is None
+                and head is not None
+                and holder is not None
+                and holder != conversation_id
+            ):
                 registered = await self._register(conversation_id, holder)
+                # Registered, the holder can no longer be deleted under the fork; check
+                # that it was not deleted (and recreated) before.
+                if await self._find_entry(head) is None:
+                    await self._unregister(conversation_id, registered)
+                    raise ConversationConflict(conversation_id)
                 metadata[USES] = list(dict.fromkeys([*(metadata.get(USES) or []), *registered]))
             try:
                 if thread is None:
