@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import itertools
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import sys
 import textwrap
 import uuid
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ from google.adk.events.event_actions import EventActions
 from google.adk.models.base_llm import BaseLlm, LlmCapabilities
 from google.adk.models.llm_request import LlmRequest
 from google.adk.models.llm_response import LlmResponse
+from google.adk.platform import time as platform_time
+from google.adk.platform import uuid as platform_uuid
 from google.adk.runners import Runner
 from google.adk.sessions import DatabaseSessionService, InMemorySessionService
 from google.adk.sessions.base_session_service import (
@@ -60,12 +63,6 @@ pytestmark = pytest.mark.asyncio
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_PAGE = ROOT / "docs" / "integrations" / "adk.md"
-
-#: Event timestamps in the sequences are small fixed numbers, so a session's
-#: ``last_update_time`` below this is an event's and must match exactly; above it, it is
-#: the creation clock of one service or the other, and is compared as "a clock time".
-EVENT_TIME_CEILING = 1_000_000.0
-
 
 # -- building blocks -----------------------------------------------------------------------
 
@@ -169,7 +166,6 @@ Operation = Create | Get | ListSessions | Delete | Append | UserState | Keep
 @dataclass
 class Run:
     sessions: dict[str, Session] = field(default_factory=dict)
-    generated: dict[str, str] = field(default_factory=dict)
 
 
 def _resolved(kwargs: dict[str, Any], run: Run) -> dict[str, Any]:
@@ -179,61 +175,85 @@ def _resolved(kwargs: dict[str, Any], run: Run) -> dict[str, Any]:
     }
 
 
-def observe(value: Any, run: Run) -> Any:
-    """What a caller can see of a result, with generated ids and clock times abstracted."""
+def observe(value: Any) -> Any:
+    """What a caller can see of a result, copied (the service may change objects later)."""
     if isinstance(value, Session):
-        name = next((n for n, sid in run.generated.items() if sid == value.id), None)
-        update_time: Any = value.last_update_time
-        if update_time >= EVENT_TIME_CEILING:
-            update_time = "clock"
         return {
-            "id": f"<generated {name}>" if name else value.id,
+            "id": value.id,
             "app_name": value.app_name,
             "user_id": value.user_id,
-            # A copy: the service may change the object's state later on.
             "state": copy.deepcopy(value.state),
             "events": [e.model_dump(mode="json") for e in value.events],
-            "last_update_time": update_time,
+            "last_update_time": value.last_update_time,
         }
     if isinstance(value, ListSessionsResponse):
-        return [observe(s, run) for s in value.sessions]
+        return [observe(s) for s in value.sessions]
     if isinstance(value, Event):
         return value.model_dump(mode="json")
     return copy.deepcopy(value)
+
+
+#: What ADK's clock says during the sequences; event timestamps are 1000 and later.
+CREATION_TIME = 100.0
+
+
+@contextlib.contextmanager
+def adk_test_clock_and_ids() -> Iterator[None]:
+    """ADK's clock and id generator made deterministic, so that creation times and
+    generated session ids compare exactly between services (both take them from ADK).
+
+    The clock stands still: the services read it at different points (the reference
+    only after its duplicate-id check, ours before), so a ticking clock would count reads.
+    Sessions created at one time are listed by user id, then session id.
+    """
+    ids = itertools.count(1)
+    platform_time.set_time_provider(lambda: CREATION_TIME)
+    platform_uuid.set_id_provider(lambda: f"generated-{next(ids)}")
+    try:
+        yield
+    finally:
+        platform_time.reset_time_provider()
+        platform_uuid.reset_id_provider()
 
 
 async def run_sequence(service: BaseSessionService, operations: list[Operation]) -> list[Any]:
     """Run the operations and return what each one showed (a result or an error type)."""
     run = Run()
     shown: list[Any] = []
-    for op in operations:
-        try:
-            if isinstance(op, Create):
-                result: Any = await service.create_session(**_resolved(op.kwargs, run))
-                run.sessions[op.name] = result
-                if not op.kwargs.get("session_id", "").strip():
-                    run.generated[op.name] = result.id
-            elif isinstance(op, Get):
-                result = await service.get_session(**_resolved(op.kwargs, run))
-                if result is not None:
-                    run.sessions[op.name] = result
-            elif isinstance(op, ListSessions):
-                result = await service.list_sessions(**_resolved(op.kwargs, run))
-            elif isinstance(op, Delete):
-                result = await service.delete_session(**_resolved(op.kwargs, run))
-            elif isinstance(op, Append):
-                session = run.sessions[op.name]
-                result = await service.append_event(session, op.event.model_copy(deep=True))
-                shown.append(("session after append", observe(session, run)))
-            elif isinstance(op, UserState):
-                result = await service.get_user_state(**_resolved(op.kwargs, run))
-            else:
-                run.sessions[op.name] = op.session.model_copy(deep=True)
-                result = None
-        except Exception as exc:
-            result = ("error", type(exc).__name__)
-        shown.append(observe(result, run))
+    with adk_test_clock_and_ids():
+        for op in operations:
+            try:
+                result = await _step(service, op, run, shown)
+            except Exception as exc:
+                result = ("error", type(exc).__name__)
+            shown.append(observe(result))
     return shown
+
+
+async def _step(service: BaseSessionService, op: Operation, run: Run, shown: list[Any]) -> Any:
+    if isinstance(op, Create):
+        created = await service.create_session(**_resolved(op.kwargs, run))
+        run.sessions[op.name] = created
+        return created
+    if isinstance(op, Get):
+        found = await service.get_session(**_resolved(op.kwargs, run))
+        if found is not None:
+            run.sessions[op.name] = found
+        return found
+    if isinstance(op, ListSessions):
+        return await service.list_sessions(**_resolved(op.kwargs, run))
+    if isinstance(op, Delete):
+        return await service.delete_session(**_resolved(op.kwargs, run))
+    if isinstance(op, Append):
+        session = run.sessions[op.name]
+        try:
+            return await service.append_event(session, op.event.model_copy(deep=True))
+        finally:
+            shown.append(("session after append", observe(session)))
+    if isinstance(op, UserState):
+        return await service.get_user_state(**_resolved(op.kwargs, run))
+    run.sessions[op.name] = op.session.model_copy(deep=True)
+    return None
 
 
 async def assert_same_as_reference(

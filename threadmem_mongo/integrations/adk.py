@@ -29,6 +29,8 @@ from google.adk.errors._stale_session_error import StaleSessionError
 from google.adk.errors.already_exists_error import AlreadyExistsError
 from google.adk.errors.session_not_found_error import SessionNotFoundError
 from google.adk.events.event import Event
+from google.adk.platform import time as platform_time
+from google.adk.platform import uuid as platform_uuid
 from google.adk.sessions.base_session_service import (
     BaseSessionService,
     GetSessionConfig,
@@ -358,8 +360,8 @@ class ThreadMemSessionService(BaseSessionService):
             user_id: The user id.
             state: Initial state; ``app:`` and ``user:`` keys go to the shared state,
                 ``temp:`` keys are dropped, the rest is the session's own.
-            session_id: The session id (surrounding spaces removed); a new uuid4 if
-                None or blank.
+            session_id: The session id (surrounding spaces removed); a new one from
+                ADK's id generator (a uuid4) if None or blank.
 
         Returns:
             The session, with its state merged with the app's and the user's.
@@ -374,9 +376,10 @@ class ThreadMemSessionService(BaseSessionService):
         _check_str("user_id", user_id)
         given = _check_session_id(session_id)
         chosen = given.strip() if given else None
-        sid = chosen or str(uuid.uuid4())
+        sid = chosen or platform_uuid.new_uuid()
         parts = _split_state("state", state)
-        now = time.time()
+        # ADK's clock, as its own services use: a test clock set there applies here too.
+        now = platform_time.get_time()
         schema = V1RoleThread(
             id=self.thread_id(app_name, user_id, sid),
             owner_id=user_id,
