@@ -239,16 +239,24 @@ class ThreadMemChatStore(AsyncDBChatStore):
     async def _retrying(
         self, key: str, change: Callable[[AsyncRoleThread], Awaitable[T]], empty: T
     ) -> T:
-        """Run ``change`` on the whole thread, re-reading it after each version conflict."""
-        for _ in range(ATTEMPTS):
+        """Run ``change`` on the whole thread, re-reading it after each version conflict.
+
+        Raises:
+            VersionConflictError: Other writers changed the thread before each of
+                ``ATTEMPTS`` attempts landed (the last conflict is raised).
+        """
+        for attempt in range(ATTEMPTS):
             thread = await self._load(key)
             if thread is None:
                 return empty
             try:
                 return await change(thread)
-            except (VersionConflictError, ThreadNotFoundError):
+            except ThreadNotFoundError:
                 continue
-        raise VersionConflictError(key, -1, -1)
+            except VersionConflictError:
+                if attempt == ATTEMPTS - 1:
+                    raise
+        return empty
 
     @staticmethod
     async def _stored(thread: AsyncRoleThread, status: MessageStatus | None) -> list[RoleMessage]:
@@ -354,7 +362,9 @@ class ThreadMemChatStore(AsyncDBChatStore):
             await self._append_marked(key, stored)
 
     async def _append_marked(self, key: str, stored: list[RoleMessage]) -> None:
-        for _ in range(ATTEMPTS):
+        """Append ``stored`` in one update (creating the thread, or marking it as this
+        store's), re-reading after each conflict; the last of ``ATTEMPTS`` is raised."""
+        for attempt in range(ATTEMPTS):
             thread = await self._load_or_create(key, stored)
             if thread is None:
                 return
@@ -363,9 +373,13 @@ class ThreadMemChatStore(AsyncDBChatStore):
             try:
                 await thread.extend(stored, metadata=mark)
                 return
-            except (VersionConflictError, ThreadNotFoundError):
+            except ThreadNotFoundError:
                 continue
-        raise VersionConflictError(key, -1, -1)
+            except VersionConflictError:
+                if attempt == ATTEMPTS - 1:
+                    raise
+        # Deleted by others between every read and write: report it, never drop the batch.
+        raise ThreadNotFoundError(key)
 
     async def set_messages(
         self,
