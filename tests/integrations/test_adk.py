@@ -612,14 +612,18 @@ async def test_stale_append_raises_and_writes_nothing(
 
 
 async def test_concurrent_appends_with_reload_and_retry_lose_nothing(
-    service: ThreadMemSessionService,
+    async_store: AsyncThreadStore,
 ) -> None:
-    await service.create_session(**A, session_id="s1")
+    # One service per writer, as separate processes would have.
+    await ThreadMemSessionService(store=async_store).create_session(**A, session_id="s1")
     writers, per_writer = 6, 5
     stale_seen = 0
+    loaded = 0
+    all_loaded = asyncio.Event()
 
     async def writer(w: int) -> None:
-        nonlocal stale_seen
+        nonlocal stale_seen, loaded
+        service = ThreadMemSessionService(store=async_store)
         for i in range(per_writer):
             n = w * 100 + i
             while True:
@@ -627,6 +631,12 @@ async def test_concurrent_appends_with_reload_and_retry_lose_nothing(
                     **A, session_id="s1", config=GetSessionConfig(num_recent_events=0)
                 )
                 assert session is not None
+                if not all_loaded.is_set():
+                    # Every writer first holds the same revision: all but one go stale.
+                    loaded += 1
+                    if loaded == writers:
+                        all_loaded.set()
+                    await all_loaded.wait()
                 try:
                     await service.append_event(
                         session, event(n, state={f"w{w}": i, "user:last": n})
@@ -636,6 +646,7 @@ async def test_concurrent_appends_with_reload_and_retry_lose_nothing(
                     stale_seen += 1
 
     await asyncio.gather(*(writer(w) for w in range(writers)))
+    service = ThreadMemSessionService(store=async_store)
     stored = await service.get_session(**A, session_id="s1")
     assert stored is not None
     ids = [e.id for e in stored.events]
@@ -643,7 +654,21 @@ async def test_concurrent_appends_with_reload_and_retry_lose_nothing(
     assert {k: v for k, v in stored.state.items() if k.startswith("w")} == {
         f"w{w}": per_writer - 1 for w in range(writers)
     }
-    assert stale_seen > 0  # the writers did race
+    assert stale_seen >= writers - 1
+
+
+async def test_tasks_sharing_one_session_object_take_turns(
+    service: ThreadMemSessionService,
+) -> None:
+    session = await service.create_session(**A, session_id="s1")
+    await asyncio.gather(
+        *(service.append_event(session, event(n, state={f"k{n}": n})) for n in range(10))
+    )
+    stored = await service.get_session(**A, session_id="s1")
+    assert stored is not None
+    assert sorted(e.id for e in stored.events) == sorted(f"event-{n}" for n in range(10))
+    assert stored.state == {f"k{n}": n for n in range(10)}
+    assert [e.id for e in session.events] == [e.id for e in stored.events]
 
 
 async def test_concurrent_shared_state_merges_from_many_sessions_all_land(
@@ -983,6 +1008,10 @@ BAD_CALLS: dict[str, Callable[[ThreadMemSessionService], Awaitable[Any]]] = {
     "append event": lambda s: s.append_event(
         Session(id="s1", app_name=APP, user_id="alice"),
         {"id": "e"},  # type: ignore[arg-type]
+    ),
+    "append event output": lambda s: s.append_event(
+        Session(id="s1", app_name=APP, user_id="alice"),
+        Event(author="agent", invocation_id="i", output=Unserialisable()),
     ),
     "append state value": lambda s: s.append_event(
         Session(id="s1", app_name=APP, user_id="alice"),

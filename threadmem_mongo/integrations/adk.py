@@ -15,13 +15,15 @@ with ADK's ``StaleSessionError`` before anything is written.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -39,7 +41,7 @@ from google.adk.sessions.base_session_service import (
 from google.adk.sessions.session import Session
 from google.adk.sessions.state import State
 from google.genai import types
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 from pymongo.errors import DuplicateKeyError
 
 from threadmem_mongo import InvalidInputError, RoleMessage, V1RoleThread
@@ -211,7 +213,10 @@ def _message_id(thread_id: str, event_id: str) -> str:
 def _event_to_message(thread_id: str, event: Event) -> RoleMessage:
     """The stored message of ``event``: readable role and text, the event as JSON text in
     the metadata, and its image parts as the message's images. Temp state is left out."""
-    data = json.loads(event.model_dump_json(exclude_defaults=True))
+    try:
+        data = json.loads(event.model_dump_json(exclude_defaults=True))
+    except PydanticSerializationError as exc:
+        raise InvalidInputError(f"event {event.id!r} has no JSON form: {exc}") from exc
     delta = (data.get("actions") or {}).get("state_delta")
     if isinstance(delta, dict):
         data["actions"]["state_delta"] = {
@@ -295,6 +300,8 @@ class ThreadMemSessionService(BaseSessionService):
                 f"store must be an AsyncThreadStore or None, got {type(store).__name__}"
             )
         self._store = store
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}
 
     # -- ids -------------------------------------------------------------------------------
 
@@ -604,6 +611,20 @@ class ThreadMemSessionService(BaseSessionService):
         parts = _split_state("event.actions.state_delta", delta)
         thread_id = self.thread_id(session.app_name, session.user_id, session.id)
         message = _event_to_message(thread_id, event)
+        # Appends of one process to one session take turns, so tasks sharing a session
+        # object (parallel agents of one invocation) each see the version the previous
+        # one left, instead of failing as stale.
+        async with self._turn(thread_id):
+            return await self._append(session, event, parts, thread_id, message)
+
+    async def _append(
+        self,
+        session: Session,
+        event: Event,
+        parts: dict[str, dict[str, Any]],
+        thread_id: str,
+        message: RoleMessage,
+    ) -> Event:
         try:
             thread = await AsyncRoleThread.get(thread_id, last=0, store=self._store)
         except ThreadNotFoundError:
@@ -653,6 +674,21 @@ class ThreadMemSessionService(BaseSessionService):
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
         return self._commit_event_to_session(session, event)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, thread_id: str) -> AsyncIterator[None]:
+        lock = self._locks.get(thread_id)
+        if lock is None:
+            lock = self._locks[thread_id] = asyncio.Lock()
+        self._waiting[thread_id] = self._waiting.get(thread_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[thread_id] -= 1
+            if not self._waiting[thread_id]:
+                del self._waiting[thread_id]
+                del self._locks[thread_id]
 
     async def _is_current(self, session: Session, thread: AsyncRoleThread) -> bool:
         """Whether ``session`` holds the stored session's latest revision."""
