@@ -417,6 +417,8 @@ async def test_bad_messages_raise_invalid_input_and_write_nothing_async(
 
 # -- concurrency --------------------------------------------------------------------------
 
+# Each writer's batch can be refused at most once per other writer, fewer times than
+# the 10 refusals after which a batch is appended message by message.
 WRITERS = 10
 EACH = 5
 
@@ -428,6 +430,13 @@ def assert_all_landed_in_writer_order(messages: list[BaseMessage]) -> None:
         assert [t for t in texts if t.startswith(f"{w}:")] == [f"{w}:{k}" for k in range(EACH)]
 
 
+def assert_each_batch_contiguous(messages: list[BaseMessage]) -> None:
+    texts = [str(m.content) for m in messages]
+    for w in range(WRITERS):
+        start = texts.index(f"{w}:0")
+        assert texts[start : start + EACH] == [f"{w}:{k}" for k in range(EACH)]
+
+
 @pytest.mark.asyncio
 async def test_concurrent_async_appends_from_tasks_all_land(async_store: AsyncThreadStore) -> None:
     async def write(writer: int) -> None:
@@ -437,6 +446,7 @@ async def test_concurrent_async_appends_from_tasks_all_land(async_store: AsyncTh
     await asyncio.gather(*(write(w) for w in range(WRITERS)))
     messages = await ThreadMemChatMessageHistory("busy", store=async_store).aget_messages()
     assert_all_landed_in_writer_order(messages)
+    assert_each_batch_contiguous(messages)
 
 
 @pytest.mark.wire
@@ -460,7 +470,9 @@ def test_concurrent_sync_appends_from_threads_all_land(store: ThreadStore) -> No
     for worker in workers:
         worker.join()
     assert errors == []
-    assert_all_landed_in_writer_order(ThreadMemChatMessageHistory("busy", store=store).messages)
+    messages = ThreadMemChatMessageHistory("busy", store=store).messages
+    assert_all_landed_in_writer_order(messages)
+    assert_each_batch_contiguous(messages)
 
 
 PROCESS_SCRIPT = textwrap.dedent(

@@ -44,6 +44,14 @@ from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 PathPart = str | int
 ImageForm = Literal["url", "base64"]
 
+#: How often an append tries to create the thread when each attempt is refused because
+#: another writer created it in between (then the loop appends to theirs instead).
+CREATE_ATTEMPTS = 20
+
+#: How often an append of several messages retries its single conditional update after
+#: a conflict before appending them one by one (which never conflicts).
+BATCH_ATTEMPTS = 10
+
 #: How often a pop re-reads the thread after another writer changed it in between.
 POP_ATTEMPTS = 100
 
@@ -268,12 +276,17 @@ async def aappend_messages(
 ) -> None:
     """Append ``messages`` in order, creating the thread with them if it does not exist.
 
-    Each append is one atomic ``$push`` (no version needed), so concurrent writers lose
-    nothing; a new thread is created with all the messages in one insert. A thread
-    deleted in between (a concurrent clear) is created again with the messages not yet
-    appended.
+    A new thread is created with all the messages in one insert; an existing one gets
+    them in one update conditional on the version just read (``extend``), so the batch
+    lands whole and contiguous. A conflict re-reads and retries; after
+    ``BATCH_ATTEMPTS`` conflicts in a row the remaining messages are appended one by
+    one with ``add_msg``, whose ``$push`` needs no version, so a writer among many busy
+    ones still lands everything. A thread deleted in between (a concurrent clear) is
+    created again with the messages not yet appended.
     """
     pending = list(messages)
+    refused = 0
+    conflicts = 0
     while pending:
         try:
             thread = await AsyncRoleThread.get(thread_id, last=0, store=store)
@@ -282,24 +295,24 @@ async def aappend_messages(
             try:
                 await AsyncRoleThread.from_v1(schema, store=store)
             except InvalidInputError:
-                if not await _aexists(store, thread_id):
+                # Another writer created the thread first (append to theirs), or created
+                # it and a clear deleted it again before the refusal was explained.
+                refused += 1
+                if refused >= CREATE_ATTEMPTS:
                     raise
-                continue  # another writer created it first: append to theirs
+                continue
             return
         try:
+            if conflicts < BATCH_ATTEMPTS:
+                await thread.extend(pending)
+                return
             while pending:
                 await thread.add_msg(pending[0])
                 del pending[0]
+        except VersionConflictError:
+            conflicts += 1
         except ThreadNotFoundError:
             continue
-
-
-async def _aexists(store: AsyncThreadStore | None, thread_id: str) -> bool:
-    try:
-        await AsyncRoleThread.get(thread_id, last=0, store=store)
-    except ThreadNotFoundError:
-        return False
-    return True
 
 
 async def apop_last(store: AsyncThreadStore | None, thread_id: str) -> RoleMessage | None:
@@ -365,6 +378,8 @@ def append_messages(
 ) -> None:
     """Sync ``aappend_messages``."""
     pending = list(messages)
+    refused = 0
+    conflicts = 0
     while pending:
         try:
             thread = RoleThread.get(thread_id, last=0, store=store)
@@ -373,24 +388,22 @@ def append_messages(
             try:
                 RoleThread.from_v1(schema, store=store)
             except InvalidInputError:
-                if not _exists(store, thread_id):
+                refused += 1
+                if refused >= CREATE_ATTEMPTS:
                     raise
                 continue
             return
         try:
+            if conflicts < BATCH_ATTEMPTS:
+                thread.extend(pending)
+                return
             while pending:
                 thread.add_msg(pending[0])
                 del pending[0]
+        except VersionConflictError:
+            conflicts += 1
         except ThreadNotFoundError:
             continue
-
-
-def _exists(store: ThreadStore | None, thread_id: str) -> bool:
-    try:
-        RoleThread.get(thread_id, last=0, store=store)
-    except ThreadNotFoundError:
-        return False
-    return True
 
 
 def pop_last(store: ThreadStore | None, thread_id: str) -> RoleMessage | None:

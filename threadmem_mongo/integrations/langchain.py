@@ -167,7 +167,11 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
         """Append ``messages`` in order, one stored message each; creates the thread.
 
         Every message is checked and converted before anything is written, so a bad one
-        writes nothing.
+        writes nothing. The messages are then written in one update (one insert for a
+        new history), conditional on the version just read, so they land whole and next
+        to each other; a conflict with another writer re-reads and retries, and after
+        10 conflicts in a row the remaining messages are appended one at a time (appends
+        need no version), so every call lands.
 
         Args:
             messages: The LangChain messages to add.
@@ -177,7 +181,8 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
                 cannot be stored as JSON.
             ConfigurationError: Only an async store was given.
             ThreadTooLargeError: The thread would pass MongoDB's 16 MB document limit;
-                the messages before the one that did not fit are stored.
+                nothing was written (unless the messages were being appended one at a
+                time: then those before the one that did not fit are stored).
         """
         store = self._sync_store()
         converted = _stored_messages(messages)

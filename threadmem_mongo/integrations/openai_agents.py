@@ -127,8 +127,12 @@ class ThreadMemSession:
         """Append ``items`` in order, one message each; creates the thread if needed.
 
         Every item is checked and converted before anything is written, so a bad item
-        writes nothing. Each item is then one atomic append: items of concurrent
-        ``add_items`` calls all land, in each call's order, but may interleave.
+        writes nothing. The items are then written in one update (one insert for a new
+        session), conditional on the version just read, so they land whole and next to
+        each other; a conflict with another writer re-reads and retries. A call that
+        meets a conflict 10 times in a row appends its remaining items one at a time
+        instead (appends need no version), so every call lands, but its items may then
+        interleave with other calls' items.
 
         Args:
             items: The items to add, as the SDK produces them (dicts of JSON data).
@@ -137,7 +141,8 @@ class ThreadMemSession:
             InvalidInputError: ``items`` is not a list of dicts, or an item cannot be
                 stored as JSON.
             ThreadTooLargeError: The thread would pass MongoDB's 16 MB document limit;
-                the items before the one that did not fit are stored.
+                nothing was written (unless the items were being appended one at a
+                time: then those before the one that did not fit are stored).
         """
         if not isinstance(items, list):
             raise InvalidInputError(f"items must be a list, got {type(items).__name__}")
