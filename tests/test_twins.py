@@ -85,6 +85,8 @@ def test_translating_each_async_source_gives_the_committed_sync_module(
         "_async_blobs.py": "_blobs.py",
         "_async_store.py": "_store.py",
         "_async_thread.py": "_thread.py",
+        "_async_thread_formats.py": "_thread_formats.py",
+        "_async_thread_watch.py": "_thread_watch.py",
     }
     for source, target in synchro.MODULES.items():
         generated = synchro.translate((PACKAGE / source).read_text(), source)

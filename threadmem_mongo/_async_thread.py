@@ -10,42 +10,31 @@ synchronous ``_thread.py``. Edit this file, then run ``python tools/synchro.py``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-import dataclasses
 import datetime
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from threadmem_mongo import (
-    _anthropic,
-    _assistants,
     _document,
-    _imports,
-    _responses,
     _updates,
     _validation,
 )
 from threadmem_mongo._async_store import AsyncThreadStore
+from threadmem_mongo._async_thread_formats import AsyncThreadFormats
+from threadmem_mongo._async_thread_watch import AsyncThreadWatch
 from threadmem_mongo._config import async_default_store, local_images_allowed
 from threadmem_mongo._document import ThreadState
-from threadmem_mongo._events import (
-    ThreadEvent,
-    events_from_change,
-    owner_pipeline,
-    thread_pipeline,
-)
 from threadmem_mongo._images import IMAGE_PLACEHOLDER, ImageInput, is_blob_ref, normalize_images
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo._models import (
     RoleMessage,
     V1Role,
-    V1RoleThread,
     check_placeholders,
     new_id,
 )
-from threadmem_mongo._openai import message_fields_from_openai
+from threadmem_mongo._state import check_expiry, check_last, check_str, new_state, utc
 from threadmem_mongo.errors import (
     InvalidInputError,
     MessageNotFoundError,
@@ -68,99 +57,7 @@ DEFAULT_APPLY_ATTEMPTS = 5
 COPY_ATTEMPTS = 5
 
 
-def _new_state(
-    owner_id: object,
-    public: object,
-    name: object,
-    metadata: object,
-    role_mapping: object,
-    messages: list[RoleMessage] | None = None,
-    thread_id: str | None = None,
-    ttl: object = None,
-    expires_at: object = None,
-) -> ThreadState:
-    now = time.time()
-    ttl_seconds, expiry = _check_expiry(ttl, expires_at, now)
-    return ThreadState(
-        id=thread_id or new_id(),
-        owner_id=_validation.check_optional_str("owner_id", owner_id),
-        public=_validation.check_bool("public", public),
-        name=_validation.check_optional_str("name", name),
-        metadata=_validation.check_metadata(metadata),
-        roles=_check_role_mapping(role_mapping),
-        messages=messages or [],
-        version=0,
-        created=now,
-        updated=now,
-        expires_at=expiry,
-        ttl=ttl_seconds,
-    )
-
-
-def _check_expiry(
-    ttl: object, expires_at: object, now: float
-) -> tuple[float | None, datetime.datetime | None]:
-    """Return ``(ttl seconds, expiry)`` from the ``ttl=`` / ``expires_at=`` arguments."""
-    if ttl is not None and expires_at is not None:
-        raise InvalidInputError("pass either ttl or expires_at, not both")
-    if ttl is not None:
-        if not isinstance(ttl, datetime.timedelta) or ttl.total_seconds() <= 0:
-            raise InvalidInputError(f"ttl must be a positive datetime.timedelta, got {ttl!r}")
-        seconds = ttl.total_seconds()
-        return seconds, _utc(now + seconds)
-    if expires_at is not None:
-        if not isinstance(expires_at, datetime.datetime) or expires_at.tzinfo is None:
-            raise InvalidInputError(
-                f"expires_at must be a timezone-aware datetime, got {expires_at!r}"
-            )
-        return None, _utc(expires_at.timestamp())
-    return None, None
-
-
-def _check_last(last: object) -> None:
-    if last is not None:
-        _validation.check_count("last", last, minimum=0)
-
-
-def _check_str(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _check_resume_token(token: object) -> None:
-    if token is not None and not isinstance(token, Mapping):
-        raise InvalidInputError(
-            "resume_after must be the resume_token of an event (a dict), got "
-            f"{type(token).__name__}"
-        )
-
-
-def _utc(epoch: float) -> datetime.datetime:
-    # BSON dates hold milliseconds; round so the object and the store agree exactly.
-    return datetime.datetime.fromtimestamp(round(epoch, 3), datetime.timezone.utc)
-
-
-def _check_role_mapping(value: object) -> dict[str, V1Role]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(
-            f"role_mapping must be a dict of role name -> V1Role, got {type(value).__name__}"
-        )
-    roles: dict[str, V1Role] = {}
-    for key, role in value.items():
-        if not isinstance(role, V1Role):
-            raise InvalidInputError(f"role_mapping[{key!r}] must be a V1Role")
-        if key != role.name:
-            raise InvalidInputError(
-                f"role_mapping key {key!r} differs from the role's name {role.name!r}"
-            )
-        roles[key] = role
-    return roles
-
-
-class AsyncRoleThread:
+class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
     """A persistent thread of messages posted under role names.
 
     Creating one stores it at once: ``RoleThread(...)`` in the sync API, or the awaited
@@ -204,7 +101,7 @@ class AsyncRoleThread:
     ) -> None:
         if not _IS_SYNC:
             raise TypeError("AsyncRoleThread(...) cannot store a thread; use .create(...)")
-        state = _new_state(
+        state = new_state(
             owner_id, public, name, metadata, role_mapping, ttl=ttl, expires_at=expires_at
         )
         self._attach(store if store is not None else async_default_store(), state)
@@ -248,7 +145,7 @@ class AsyncRoleThread:
                 ``expires_at`` are both given; nothing was written.
             StoreUnavailableError: The server could not be reached.
         """
-        state = _new_state(
+        state = new_state(
             owner_id, public, name, metadata, role_mapping, ttl=ttl, expires_at=expires_at
         )
         return await cls._create(state, store)
@@ -692,7 +589,7 @@ class AsyncRoleThread:
         _validation.check_id("message_id", message_id)
         changes: dict[str, Any] = {}
         if text is not None:
-            changes["text"] = _validation.check_encodable("text", _check_str("text", text))
+            changes["text"] = _validation.check_encodable("text", check_str("text", text))
         if metadata is not None:
             changes["metadata"] = _validation.check_metadata(metadata)
         if private is not None:
@@ -775,7 +672,9 @@ class AsyncRoleThread:
         batch: list[RoleMessage] = []
         for message in messages:
             if not isinstance(message, RoleMessage):
-                raise InvalidInputError(f"extend() takes RoleMessages, got {type(message).__name__}")
+                raise InvalidInputError(
+                    f"extend() takes RoleMessages, got {type(message).__name__}"
+                )
             if message.thread_id not in (None, self.id):
                 raise InvalidInputError(
                     f"message {message.id!r} belongs to thread {message.thread_id!r}"
@@ -1094,12 +993,12 @@ class AsyncRoleThread:
             InvalidInputError: No ``ttl`` given and the thread has none.
             ThreadNotFoundError: The thread was deleted (or has expired).
         """
-        seconds = self._state.ttl if ttl is None else _check_expiry(ttl, None, 0)[0]
+        seconds = self._state.ttl if ttl is None else check_expiry(ttl, None, 0)[0]
         if seconds is None:
             raise InvalidInputError("this thread has no ttl; call touch(ttl=timedelta(...))")
         async with self._lock:
             now = time.time()
-            expires_at = _utc(now + seconds)
+            expires_at = utc(now + seconds)
             old = _document.expiry_fields(self._state.expires_at, self._state.ttl)
             new = _document.expiry_fields(expires_at, seconds)
             delta = _document.fields_size(new) - _document.fields_size(old)
@@ -1152,7 +1051,7 @@ class AsyncRoleThread:
         for _ in range(COPY_ATTEMPTS):
             source = _document.thread_from_document(await self._store.load(self.id))
             thread_id = new_id()
-            state = _new_state(
+            state = new_state(
                 self.owner_id,
                 self.public,
                 self.name,
@@ -1200,7 +1099,7 @@ class AsyncRoleThread:
                 number of at least 0.
         """
         _validation.check_id("thread_id", thread_id)
-        _check_last(last)
+        check_last(last)
         target = store if store is not None else async_default_store()
         return cls._from_document(await target.load(thread_id, last=last), target, last)
 
@@ -1240,7 +1139,7 @@ class AsyncRoleThread:
         if limit is not None:
             _validation.check_positive_int("limit", limit)
         _validation.check_bool("newest_first", newest_first)
-        _check_last(last)
+        check_last(last)
         if after is not None:
             query.update(_updates.after_cursor(after, newest_first))
         target = store if store is not None else async_default_store()
@@ -1278,567 +1177,4 @@ class AsyncRoleThread:
                 images = await target.resolve_images(message.images)
                 message = message.model_copy(update={"images": images})
             found.append(message)
-        return found
-
-    # -- live changes --------------------------------------------------------------------
-
-    async def watch(
-        self,
-        *,
-        after_message: str | None = None,
-        resume_after: Mapping[str, Any] | None = None,
-        idle_timeout: float | None = None,
-        reconnect_timeout: float = 30.0,
-    ) -> AsyncIterator[ThreadEvent]:
-        """Yield what happens to this thread, from any process, as it happens.
-
-        New messages arrive as ``message_added`` events carrying the ``RoleMessage``;
-        edits (``message_updated``, with the edited message), deletions
-        (``message_deleted``), field and role changes (``thread_updated``), and the
-        thread's deletion (``thread_deleted``) too. Uses a MongoDB change stream: a
-        replica set (one node is enough) or a sharded cluster is needed. The stream is
-        reopened after a dropped connection or a server restart without missing or
-        repeating events. Stopping the loop over it (``break``, an exception, task
-        cancellation) closes the stream.
-
-        This object's own state is not changed by the events; call ``refresh``.
-
-        Args:
-            after_message: First yield the messages posted after this message id, then
-                continue live, so a restarting bot picks up where it left off.
-            resume_after: The ``resume_token`` of the last event handled, to continue
-                exactly after it.
-            idle_timeout: Stop after this many seconds without an event (default: never).
-            reconnect_timeout: Give up after this many seconds of failed reconnection.
-
-        Yields:
-            One ``ThreadEvent`` per change, in order, with messages' GridFS images
-                resolved to data URIs. The replayed ``after_message`` backlog comes as
-                ``message_added`` events with no ``version`` or ``resume_token``.
-
-        Raises:
-            ConfigurationError: The server has no change streams.
-            MessageNotFoundError: ``after_message`` is not in the thread.
-            ThreadNotFoundError: ``after_message`` is given and the thread does not exist.
-            StoreUnavailableError: The server stayed unreachable.
-            ImageNotFoundError: An image stored in GridFS is missing.
-        """
-        _validation.check_optional_id("after_message", after_message)
-        _check_resume_token(resume_after)
-        changes = self._store.changes(
-            thread_pipeline(self.id),
-            resume_after=resume_after,
-            idle_timeout=idle_timeout,
-            reconnect_timeout=reconnect_timeout,
-        )
-        async with contextlib.aclosing(changes):
-            seen_version = -1
-            async for change in changes:
-                if change is None:
-                    # The stream is open: nothing from now on can be missed, so read what
-                    # came after the bot's last message and report it first.
-                    if after_message is not None:
-                        version, backlog = await self._store.messages_after(self.id, after_message)
-                        seen_version = version
-                        for doc in backlog:
-                            message = await self._resolve(
-                                _document.message_from_document(doc, self.id)
-                            )
-                            yield ThreadEvent("message_added", self.id, None, message, message.id)
-                    continue
-                for event in events_from_change(change):
-                    if event.version is not None and event.version <= seen_version:
-                        continue
-                    yield await self._completed(event)
-
-    @classmethod
-    async def watch_all(
-        cls,
-        *,
-        owner_id: str | None = None,
-        resume_after: Mapping[str, Any] | None = None,
-        idle_timeout: float | None = None,
-        reconnect_timeout: float = 30.0,
-        store: AsyncThreadStore | None = None,
-    ) -> AsyncIterator[ThreadEvent]:
-        """Yield what happens to every thread of ``owner_id`` (or to every thread).
-
-        For a bot that serves many threads; events are those of ``watch``. Deletions
-        are reported only when no ``owner_id`` is given, since a deleted document no
-        longer says whose it was.
-
-        Args:
-            owner_id: Only threads of this owner; None for every thread in the store.
-            resume_after: The ``resume_token`` of the last event handled, to continue
-                exactly after it.
-            idle_timeout: Stop after this many seconds without an event (default: never).
-            reconnect_timeout: Give up after this many seconds of failed reconnection.
-            store: The store to watch; the configured default if omitted.
-
-        Yields:
-            One ``ThreadEvent`` per change, in order, across threads, with messages'
-                GridFS images resolved to data URIs.
-
-        Raises:
-            ConfigurationError: The server has no change streams.
-            StoreUnavailableError: The server stayed unreachable.
-            InvalidInputError: ``owner_id`` is not a scalar.
-            ImageNotFoundError: An image stored in GridFS is missing.
-        """
-        if owner_id is not None:
-            _validation.check_filter_value("owner_id", owner_id)
-        _check_resume_token(resume_after)
-        target = store if store is not None else async_default_store()
-        changes = target.changes(
-            owner_pipeline(owner_id),
-            resume_after=resume_after,
-            full_document="updateLookup",
-            idle_timeout=idle_timeout,
-            reconnect_timeout=reconnect_timeout,
-        )
-        async with contextlib.aclosing(changes):
-            async for change in changes:
-                if change is None:
-                    continue
-                for event in events_from_change(change):
-                    if event.kind == "message_added" and event.message is not None:
-                        images = await target.resolve_images(event.message.images)
-                        message = event.message.model_copy(update={"images": images})
-                        event = dataclasses.replace(event, message=message)
-                    elif event.kind == "message_updated" and event.message_id is not None:
-                        doc = await target.message(event.thread_id, event.message_id)
-                        if doc is not None:
-                            message = _document.message_from_document(doc, event.thread_id)
-                            images = await target.resolve_images(message.images)
-                            message = message.model_copy(update={"images": images})
-                            event = dataclasses.replace(event, message=message)
-                    yield event
-
-    async def _completed(self, event: ThreadEvent) -> ThreadEvent:
-        """Return ``event`` with its message read and its images resolved."""
-        if event.kind == "message_added" and event.message is not None:
-            return dataclasses.replace(event, message=await self._resolve(event.message))
-        if event.kind == "message_updated" and event.message_id is not None:
-            doc = await self._store.message(self.id, event.message_id)
-            if doc is not None:
-                message = await self._resolve(_document.message_from_document(doc, self.id))
-                return dataclasses.replace(event, message=message)
-        return event
-
-    # -- formats -------------------------------------------------------------------------
-
-    async def to_openai(
-        self, include_private: bool = True, *, image_url: Callable[[str], str] | None = None
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Return ``{"messages": [...]}`` in OpenAI chat format; see ``RoleMessage.to_openai``.
-
-        Exports the loaded messages (all, unless loaded with ``last=``), in order.
-
-        Args:
-            include_private: Also export private messages.
-            image_url: Maps each GridFS reference (``gridfs:<id>``) to a URL your app
-                serves, instead of inlining the image as a data URI.
-
-        Returns:
-            ``{"messages": [...]}``, one OpenAI chat message per message.
-
-        Raises:
-            ImageNotFoundError: An image stored in GridFS is missing (without
-                ``image_url``).
-        """
-        messages = await self.messages(include_private, resolve_images=image_url is None)
-        if image_url is not None:
-            messages = [
-                m.model_copy(
-                    update={"images": [image_url(i) if is_blob_ref(i) else i for i in m.images]}
-                )
-                for m in messages
-            ]
-        return {"messages": [m.to_openai() for m in messages]}
-
-    @classmethod
-    async def from_openai(
-        cls,
-        messages: Iterable[Mapping[str, Any]],
-        *,
-        owner_id: str | None = None,
-        public: bool = False,
-        name: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        store: AsyncThreadStore | None = None,
-    ) -> AsyncRoleThread:
-        """Build and store a thread from OpenAI chat messages, in one write.
-
-        Each message keeps its ``role``; string content becomes the text, and content
-        parts are joined into text with an ``<image>`` placeholder where each image
-        stood, so ``to_openai()`` gives the same parts back. Messages get new ids and
-        the current time; the thread has no roles (``role_mapping`` is empty).
-
-        Each image ``url`` must be an ``http(s)`` URL or a data URI (no file is read).
-        ``gridfs:<id>`` references are refused (``ImageFormatError``): input can never
-        point a message at an image stored for another thread.
-
-        Args:
-            messages: OpenAI chat messages: dicts with a string ``role`` and a
-                ``content`` that is a string or a list of ``text`` and ``image_url``
-                parts.
-            owner_id: Who owns the thread.
-            public: Whether the thread is public.
-            name: A display name.
-            metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
-            store: The store to use; the configured default if omitted.
-
-        Returns:
-            The new thread, at version 0.
-
-        Raises:
-            InvalidInputError: A message is not of the OpenAI shape, or a field is not
-                acceptable; nothing was written.
-            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
-        """
-        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
-            raise InvalidInputError("messages must be a list of OpenAI chat messages")
-        thread_id = new_id()
-        parsed = []
-        for index, raw in enumerate(messages):
-            role, text, images = message_fields_from_openai(raw, index)
-            parsed.append(RoleMessage(role=role, text=text, images=images, thread_id=thread_id))
-        state = _new_state(owner_id, public, name, metadata, None, parsed, thread_id)
-        return await cls._create(state, store)
-
-    async def to_v1(self) -> V1RoleThread:
-        """Return the exchange schema of this thread (``version`` as text), images inlined.
-
-        Holds the loaded messages (all, unless loaded with ``last=``), private ones
-        included, and ``name``, ``public`` and ``metadata`` as this object holds them.
-
-        Returns:
-            The thread as a ``V1RoleThread``, with ``remote`` None.
-
-        Raises:
-            ImageNotFoundError: An image stored in GridFS is missing.
-        """
-        messages = await self.messages()
-        return V1RoleThread(
-            owner_id=self.owner_id,
-            public=self.public,
-            name=self.name,
-            metadata=copy.deepcopy(self.metadata),
-            id=self.id,
-            messages=[m.to_v1() for m in messages],
-            role_mapping=dict(self._state.roles),
-            version=str(self.version),
-            created=self.created,
-            updated=self.updated,
-        )
-
-    @classmethod
-    async def from_v1(
-        cls, schema: V1RoleThread, *, store: AsyncThreadStore | None = None
-    ) -> AsyncRoleThread:
-        """Store a thread given as its exchange schema, keeping its ids, in one write.
-
-        The thread and its messages keep their ids and ``created`` times, and the
-        thread its ``updated`` time; each message's ``thread_id`` becomes the schema's
-        ``id``. The schema's ``version`` is not kept: the stored thread restarts at
-        version 0. Its ``remote`` is not kept either, and the thread has no expiry.
-
-        Args:
-            schema: The thread, e.g. from ``to_v1()`` or the original threadmem.
-            store: The store to use; the configured default if omitted.
-
-        Returns:
-            The new thread, at version 0.
-
-        Raises:
-            InvalidInputError: The schema is invalid, or a thread with its id exists.
-            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
-        """
-        if not isinstance(schema, V1RoleThread):
-            raise InvalidInputError(f"from_v1() takes a V1RoleThread, got {type(schema).__name__}")
-        messages = [
-            RoleMessage.from_v1(m).model_copy(update={"thread_id": schema.id})
-            for m in schema.messages
-        ]
-        state = ThreadState(
-            id=schema.id,
-            owner_id=schema.owner_id,
-            public=schema.public,
-            name=schema.name,
-            metadata=_validation.check_metadata(schema.metadata),
-            roles=_check_role_mapping(schema.role_mapping),
-            messages=messages,
-            version=0,
-            created=schema.created,
-            updated=schema.updated,
-        )
-        return await cls._create(state, store)
-
-    async def to_anthropic(self, include_private: bool = True) -> dict[str, Any]:
-        """Return the thread in the Anthropic Messages API shape.
-
-        ``system`` messages are lifted, in order, into ``system`` (joined by a blank
-        line); ``assistant`` messages stay ``assistant``; ``user`` messages and those of
-        every other role become ``user`` turns, the text of another role (a bot's name,
-        ``tool``) prefixed with ``"<role>: "``. Content is a list of ``text`` and
-        ``image`` blocks placed by ``<image>`` placeholders as in ``to_openai()``; a data
-        URI becomes a ``base64`` source, a URL a ``url`` source, and images in GridFS are
-        read and sent as ``base64``. Exports the loaded messages (all, unless loaded
-        with ``last=``).
-
-        Args:
-            include_private: Also export private messages.
-
-        Returns:
-            ``{"system": str | None, "messages": [...]}``: ``system`` is None when the
-                thread has no system message.
-
-        Raises:
-            InvalidInputError: A system message has images, an image is not JPEG, PNG,
-                GIF or WebP, or a message's placeholders do not match its images.
-            ImageNotFoundError: An image stored in GridFS is missing.
-        """
-        return _anthropic.thread_to_anthropic(await self.messages(include_private))
-
-    @classmethod
-    async def from_anthropic(
-        cls,
-        messages: Iterable[Mapping[str, Any]],
-        *,
-        system: str | Iterable[Mapping[str, Any]] | None = None,
-        owner_id: str | None = None,
-        public: bool = False,
-        name: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        store: AsyncThreadStore | None = None,
-    ) -> AsyncRoleThread:
-        """Build and store a thread from an Anthropic Messages API conversation, in one write.
-
-        The ``system`` prompt becomes a first ``system`` message. Each message keeps its
-        role; string content becomes the text; ``text`` blocks followed by ``image``
-        blocks become the text and the images; when a text block follows an image, the
-        blocks join with spaces and an ``<image>`` placeholder where each image stood,
-        so ``to_anthropic()`` gives the same blocks back. Messages get new ids and the
-        current time, as with ``from_openai``; each call makes a new thread.
-
-        Args:
-            messages: ``MessageParam`` dicts: ``role`` ``"user"`` or ``"assistant"``, and
-                ``content`` a string or a list of ``text`` and ``image`` blocks (image
-                sources ``base64`` or ``url``).
-            system: The system prompt: a string or a list of ``text`` blocks.
-            owner_id: Who owns the thread.
-            public: Whether the thread is public.
-            name: A display name.
-            metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
-            store: The store to use; the configured default if omitted.
-
-        Returns:
-            The new thread, at version 0.
-
-        Raises:
-            InvalidInputError: The conversation is not of the Messages API shape, holds
-                blocks other than text and images, or a field is not acceptable; nothing
-                was written.
-            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
-        """
-        parsed = _anthropic.messages_from_anthropic(messages, system)
-        return await cls._store_import(parsed, None, owner_id, public, name, metadata, store)
-
-    async def to_responses(self, include_private: bool = True) -> list[dict[str, Any]]:
-        """Return the thread as OpenAI Responses API input items.
-
-        ``assistant`` messages become ``{"type": "message", "role": "assistant",
-        "content": text}``; ``user``, ``system`` and ``developer`` messages keep their
-        role with ``input_text`` and ``input_image`` parts (``"detail": "auto"``) placed
-        by ``<image>`` placeholders as in ``to_openai()``; messages of every other role
-        become ``user`` items whose text is prefixed with ``"<role>: "``. Images in
-        GridFS are read and sent as data URIs. Exports the loaded messages (all, unless
-        loaded with ``last=``).
-
-        Args:
-            include_private: Also export private messages.
-
-        Returns:
-            The ``input`` list of a ``responses.create`` call, one item per message.
-
-        Raises:
-            InvalidInputError: An assistant message has images (the Responses API takes
-                none in assistant input), or a message's placeholders do not match its
-                images.
-            ImageNotFoundError: An image stored in GridFS is missing.
-        """
-        return _responses.thread_to_responses(await self.messages(include_private))
-
-    @classmethod
-    async def from_responses(
-        cls,
-        items: Iterable[Mapping[str, Any]],
-        *,
-        owner_id: str | None = None,
-        public: bool = False,
-        name: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        store: AsyncThreadStore | None = None,
-    ) -> AsyncRoleThread:
-        """Build and store a thread from OpenAI Responses API input items, in one write.
-
-        Each message item keeps its role (``user``, ``assistant``, ``system``,
-        ``developer``); string content becomes the text, and ``input_text``,
-        ``output_text``, ``refusal`` and ``input_image`` parts become the text and the
-        images as in ``from_anthropic``. Messages get new ids and the current time;
-        each call makes a new thread.
-
-        Args:
-            items: Message items, in the input form or the output-message form.
-            owner_id: Who owns the thread.
-            public: Whether the thread is public.
-            name: A display name.
-            metadata: Free-form data; keys must not start with ``$`` or contain ``.``.
-            store: The store to use; the configured default if omitted.
-
-        Returns:
-            The new thread, at version 0.
-
-        Raises:
-            InvalidInputError: ``items`` is not a list of message items, an item is of
-                another type (function calls, reasoning, ...), an image is given by
-                ``file_id``, or a field is not acceptable; nothing was written.
-            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
-        """
-        parsed = _responses.messages_from_responses(items)
-        return await cls._store_import(parsed, None, owner_id, public, name, metadata, store)
-
-    @classmethod
-    async def import_openai_thread(
-        cls,
-        source: _assistants.ExportSource,
-        *,
-        owner_id: str | None = None,
-        name: str | None = None,
-        store: AsyncThreadStore | None = None,
-    ) -> AsyncRoleThread:
-        """Store a thread from an OpenAI Assistants API export, in one write; idempotent.
-
-        The export is what listing the thread's messages returned: the list object
-        (``{"object": "list", "data": [...]}``), a list of ``thread.message`` objects,
-        or a ``.jsonl`` file of them. Messages come out oldest first, with their
-        ``created_at`` as ``created``; text and ``image_url`` parts become text and
-        images; original ids, annotations, attachments and ``image_file`` ids are kept
-        in each message's ``metadata["openai"]``, and the thread's id in the thread's.
-
-        The thread id is derived from the export's thread id and ``owner_id`` (uuid5),
-        and each message id from the thread id and the message's position, so importing
-        the same export again returns the thread the first import made (messages posted
-        since do not matter) instead of making a second one.
-
-        Args:
-            source: The export: a path (``str`` or ``os.PathLike``) of a ``.json`` or
-                ``.jsonl``/``.ndjson`` file, or the parsed JSON (a dict or a list). A
-                string is always a path, never JSON text.
-            owner_id: Who owns the thread.
-            name: A display name.
-            store: The store to use; the configured default if omitted.
-
-        Returns:
-            The new thread at version 0, or the thread an earlier import of the same
-                export made.
-
-        Raises:
-            InvalidInputError: The file cannot be read, the export is malformed or holds
-                several threads, or the thread an earlier import made no longer starts
-                with the export's messages; nothing was written.
-            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
-        """
-        export = _assistants.parse_export(_assistants.export_data(source))
-        thread_id = _imports.import_thread_id("openai-assistants", owner_id, export.thread_id)
-        kept: dict[str, Any] = {"thread_id": export.thread_id}
-        if not export.complete:
-            kept["has_more"] = True
-        return await cls._store_import(
-            export.messages, thread_id, owner_id, False, name, {"openai": kept}, store
-        )
-
-    @classmethod
-    async def _import_export(
-        cls,
-        format_name: str,
-        data: object,
-        *,
-        owner_id: str | None = None,
-        store: AsyncThreadStore | None = None,
-    ) -> AsyncRoleThread:
-        """Store what ``threadmem export --format <format_name>`` printed; idempotent.
-
-        The thread id is derived from the format, ``owner_id`` and a digest of the
-        export's content, so importing the same export again returns the same thread.
-        """
-        if format_name == "openai":
-            parsed = _imports.messages_from_openai_export(data)
-        elif format_name == "anthropic":
-            export = _imports.check_mapping(data, "an Anthropic export")
-            if set(export) - {"system", "messages"}:
-                raise InvalidInputError(
-                    'an Anthropic export must be {"system": ..., "messages": [...]}'
-                )
-            parsed = _anthropic.messages_from_anthropic(
-                export.get("messages"), export.get("system")
-            )
-        elif format_name == "responses":
-            parsed = _responses.messages_from_responses(data)
-        else:
-            raise InvalidInputError(f"cannot import the format {format_name!r}")
-        key = _imports.content_key(data)
-        thread_id = _imports.import_thread_id(format_name, owner_id, key)
-        return await cls._store_import(parsed, thread_id, owner_id, False, None, None, store)
-
-    @classmethod
-    async def _store_import(
-        cls,
-        parsed: list[_imports.ImportedMessage],
-        thread_id: str | None,
-        owner_id: object,
-        public: object,
-        name: object,
-        metadata: object,
-        store: AsyncThreadStore | None,
-    ) -> AsyncRoleThread:
-        """Store the imported messages as a new thread in one write.
-
-        With a ``thread_id`` (an idempotent import), message ids are derived from it,
-        and a thread already stored under it that starts with the same messages is
-        returned instead.
-        """
-        derived = thread_id is not None
-        new_thread_id = thread_id if thread_id is not None else new_id()
-        messages = _imports.build_messages(
-            parsed, new_thread_id, derived_ids=derived, now=time.time()
-        )
-        state = _new_state(owner_id, public, name, metadata, None, messages, new_thread_id)
-        if not derived:
-            return await cls._create(state, store)
-        found = await cls._earlier_import(state, store)
-        if found is not None:
-            return found
-        try:
-            return await cls._create(state, store)
-        except InvalidInputError:
-            # The same import may have landed from elsewhere since the look-up.
-            found = await cls._earlier_import(state, store)
-            if found is None:
-                raise
-            return found
-
-    @classmethod
-    async def _earlier_import(
-        cls, state: ThreadState, store: AsyncThreadStore | None
-    ) -> AsyncRoleThread | None:
-        try:
-            found = await cls.get(state.id, store=store)
-        except ThreadNotFoundError:
-            return None
-        if not _imports.holds_import(found._state.messages, state.messages):
-            raise InvalidInputError(
-                f"thread {state.id!r} was imported from this export before and no longer "
-                "starts with its messages; delete that thread to import the export again"
-            )
         return found

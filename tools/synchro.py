@@ -44,11 +44,15 @@ MODULES = {
     "_async_blobs.py": "_blobs.py",
     "_async_store.py": "_store.py",
     "_async_thread.py": "_thread.py",
+    "_async_thread_formats.py": "_thread_formats.py",
+    "_async_thread_watch.py": "_thread_watch.py",
 }
 
 #: Whole-name replacements of code tokens, and whole-word ones in docstrings and comments.
 NAMES = {
     "AsyncRoleThread": "RoleThread",
+    "AsyncThreadFormats": "ThreadFormats",
+    "AsyncThreadWatch": "ThreadWatch",
     "AsyncMongoClient": "MongoClient",
     "AsyncThreadStore": "ThreadStore",
     "AsyncCollection": "Collection",
@@ -65,6 +69,8 @@ NAMES = {
     "_async_store": "_store",
     "_async_blobs": "_blobs",
     "_async_thread": "_thread",
+    "_async_thread_formats": "_thread_formats",
+    "_async_thread_watch": "_thread_watch",
 }
 
 #: ``asyncio.<attribute>`` -> the sync module and attribute that replace it.
