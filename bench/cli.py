@@ -95,10 +95,11 @@ def _load() -> str:
 class Runner:
     """Runs sections one by one, keeping what each produced or why it did not run."""
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, only: list[str] | None = None) -> None:
         self.started = started
         self.sections: dict[str, Any] = {}
         self.failed: list[str] = []
+        self.only = only
 
     def run(
         self,
@@ -108,6 +109,9 @@ class Runner:
         optional: bool = False,
         before: Callable[[], None] | None = None,
     ) -> None:
+        if self.only and name not in self.only:
+            self.skip(name, "skipped: not chosen with --only")
+            return
         _log(f"{name} ...", self.started)
         begin = time.monotonic()
         try:
@@ -170,6 +174,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SECTION",
+        help="run only this section (repeatable; e.g. adapters); needs --out, so a "
+        "partial page never replaces docs/benchmarks.md",
+    )
+    parser.add_argument(
         "--from-json",
         type=Path,
         help="measure nothing: write the page and plots from results saved with --json",
@@ -180,6 +191,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan: Plan = SMOKE if args.smoke else FULL
+    if args.only and args.out == ROOT / "docs":
+        print("--only writes a partial page: pass --out DIR outside docs/", file=sys.stderr)
+        return 2
     started = time.monotonic()
     os.environ.setdefault("MPLBACKEND", "Agg")
     if args.from_json:
@@ -190,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"wrote {page}", started)
         return 0
 
-    from bench import concurrency, memory, ops, original, ours, peers, report
+    from bench import adapters, concurrency, memory, ops, original, ours, peers, report
     from bench.server import WireServer
     from bench.targets import (
         DATABASE,
@@ -200,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         wire_target,
     )
 
-    runner = Runner(started)
+    runner = Runner(started, args.only)
     server: WireServer | None = None
     run_peers = not args.without_peers and (not args.smoke or args.with_peers)
     skip_reason = (
@@ -244,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         runner.run("ops", lambda: ops.round_trips(wire, plan), before=fresh)
         runner.run("concurrency", lambda: concurrency.concurrency(uri, plan), before=fresh)
         runner.run("memory", lambda: memory.memory(uri, wire, plan), before=fresh)
+        runner.run("adapters", lambda: adapters.adapters(uri, plan, run_peers), before=fresh)
         if run_peers:
             runner.run(
                 "original", lambda: original.original(plan, wire), optional=True, before=fresh

@@ -153,6 +153,7 @@ class Page:
         self.ops_section()
         self.concurrency_section()
         self.memory_section()
+        self.adapters_section()
         self.not_run()
         return "\n".join(self.lines).rstrip() + "\n"
 
@@ -1022,6 +1023,11 @@ class Page:
             self.add(
                 self.plot("bench-memory.png", lambda path: plots.memory_plot(path, bars, title))
             )
+
+    def adapters_section(self) -> None:
+        from bench import adapters
+
+        self.add(*adapters.render(self.sections.get("adapters"), self.meta, self.note_missing))
 
     def not_run(self) -> None:
         self.add("## What could not run, and why", "")

@@ -25,6 +25,7 @@ SECTIONS = (
     "## 5. Round trips and bytes per operation",
     "## 6. Concurrency",
     "## 7. Memory",
+    "## 8. Agent-framework adapters",
     "## What could not run, and why",
 )
 
@@ -74,6 +75,29 @@ def test_tables_hold_measurements(smoke_run: tuple[Path, str]) -> None:
         assert row.rstrip().endswith("| 0 | 0 | 0 |"), row
     # Section 7: a row for loading the whole thread.
     assert re.search(r"^\| `RoleThread.get\(id\)`: the whole thread \| 500 \|", text, re.MULTILINE)
+
+
+def test_adapter_section_pairs_ours_with_each_peer(smoke_run: tuple[Path, str]) -> None:
+    _out, text = smoke_run
+    section = text.split("## 8. Agent-framework adapters", 1)[1].split("\n## ", 1)[0]
+    assert "SecantusDB" in section
+    blocks = dict(block.split("**:", 1) for block in section.split("\n**")[1:] if "**:" in block)
+    # Peers that import in this interpreter run in smoke mode; the others need a venv.
+    for title in ("OpenAI Agents SDK", "Google ADK", "Pydantic AI"):
+        rows = re.findall(
+            r"^\| (10|100) \| [\d.]+ (?:ms|µs) .*\| \d+\.\d+x .*\| (\d+) / (\d+) \| 3 of 2 \|$",
+            blocks[title],
+            re.MULTILINE,
+        )
+        assert [length for length, _, _ in rows] == ["10", "100"], blocks[title]
+        for _length, ours_items, peer_items in rows:
+            assert ours_items == peer_items, blocks[title]
+    for title in ("LangChain", "LlamaIndex"):
+        assert "not run: skipped in --smoke mode" in blocks[title], blocks[title]
+    summary = re.findall(
+        r"^\| (OpenAI Agents SDK|Google ADK|Pydantic AI) \| .*\d\.\d+x", section, re.MULTILINE
+    )
+    assert sorted(summary) == ["Google ADK", "OpenAI Agents SDK", "Pydantic AI"], section
 
 
 def test_smoke_skips_the_venvs(smoke_run: tuple[Path, str]) -> None:
