@@ -443,7 +443,8 @@ def test_server_start_status_stop_report_the_server_and_exit_codes(
     assert err == f"threadmem: starting the embedded store in {home} (up to 30 s)\n"
     info = _embedded.server_status(home)
     assert info is not None
-    where = f"mongodb://127.0.0.1:{info.port}/?directConnection=true"
+    where = info.uri
+    assert where.startswith(f"mongodb://127.0.0.1:{info.port}/")
     assert out.splitlines() == [f"running at {where}", f"pid     {info.pid}", f"data    {home}"]
 
     code, again, err = run(capsys, "server", "status")

@@ -35,7 +35,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 #: Seconds a server may take to answer before the command says that it is waiting.
-QUIET_WAIT = 0.5
+QUIET_WAIT = 1.0
 #: The largest ``ls --limit``: the server receives the limit as a 64-bit integer.
 MAX_LIMIT = 2**63 - 1
 
@@ -183,7 +183,7 @@ def _import(store: ThreadStore, path: str, format_name: str, owner: str | None) 
     else:
         data = read_export_file(path)
         thread = RoleThread._import_export(format_name, data, owner_id=owner, store=store)
-    print(thread.id)
+    print(terminal_safe(thread.id))
     return EXIT_OK
 
 
