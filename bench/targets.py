@@ -108,6 +108,12 @@ def _swap(value: Any, old: str, new: str) -> Any:
     return value
 
 
+def _renew_message_ids(document: Document) -> None:
+    """Give a thread copy's messages new ids: message ids are unique across threads."""
+    for message in document.get("messages", []):
+        message["id"] = str(uuid.uuid4())
+
+
 @dataclass
 class PostCommand:
     """The one write command a library post sends, as command monitoring saw it."""
@@ -166,6 +172,7 @@ class Floor:
         source["_id"] = f"floor-{thread.id}"
         # Keep the copy out of the owner's listing.
         source["owner_id"] = "floor"
+        _renew_message_ids(source)
         collection.insert_one(source)
         self.id = source["_id"]
 
@@ -197,6 +204,7 @@ class SameCommand:
             raise RuntimeError(f"thread {thread.id} not found")
         source["_id"] = f"same-{thread.id}"
         source["owner_id"] = "floor"
+        _renew_message_ids(source)
         collection.insert_one(source)
         self.id = source["_id"]
         self.version = source.get("version")
