@@ -24,8 +24,11 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
+import threadmem_mongo.aio as aio
 from threadmem_mongo import ConfigurationError, RoleThread, _config, _embedded
+from threadmem_mongo._cli import main
 from threadmem_mongo._document import COLLECTION_NAME
+from threadmem_mongo.aio import AsyncRoleThread
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_VARS = ("THREADMEM_MONGODB_URI", "MONGODB_URI", "THREADMEM_DATABASE", "THREADMEM_TIMEOUT")
@@ -370,3 +373,279 @@ def test_quickstart_example_on_a_fresh_home_prints_the_second_process_line(
     state = read_state(home)
     assert servers_of(home) == [state["pid"]]
     assert RoleThread.get(found.group(1)).message_count == 4
+
+
+# -- one home, however it is spelled --------------------------------------------------------------
+
+
+def test_a_relative_home_starts_and_is_recorded_as_its_absolute_path(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home.mkdir()
+    monkeypatch.chdir(home.parent)
+    monkeypatch.setenv(_embedded.HOME_ENV, home.name)
+
+    thread = RoleThread(name="relative")
+    thread.post("user", "stored")
+
+    state = read_state(home)
+    assert state["home"] == str(home.resolve())
+    assert servers_of(home) == [state["pid"]]
+    assert [m.text for m in RoleThread.get(thread.id).messages()] == ["stored"]
+
+
+def test_a_home_through_a_symlink_and_its_real_path_is_one_store(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home.mkdir()
+    link = tmp_path / "link-to-home"
+    link.symlink_to(home, target_is_directory=True)
+    monkeypatch.setenv(_embedded.HOME_ENV, str(link))
+    thread = RoleThread(name="through the link")
+    through_link = _embedded.server_status()
+    assert through_link is not None
+
+    _config.reset()
+    monkeypatch.setenv(_embedded.HOME_ENV, str(home))
+    assert RoleThread.get(thread.id).name == "through the link"
+    assert _embedded.server_status() == through_link
+    assert servers_of(home) == [through_link.pid]
+
+
+@pytest.mark.parametrize("spelling", ["symlink", "relative", "real"])
+def test_server_stop_through_any_spelling_of_the_home_stops_the_server(
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    spelling: str,
+) -> None:
+    started = _embedded.ensure_server(home)
+    link = tmp_path / "link-to-home"
+    link.symlink_to(home, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    given = {"symlink": str(link), "relative": "link-to-home/../home", "real": str(home)}
+    monkeypatch.setenv(_embedded.HOME_ENV, given[spelling])
+
+    assert main(["server", "stop"]) == 0
+
+    assert wait_until_gone(started.pid)
+    assert servers_of(home) == []
+    assert not (home / _embedded.STATE_FILE).exists()
+    capsys.readouterr()
+
+
+# -- an unusable home -----------------------------------------------------------------------------
+
+
+def unusable_homes(tmp_path: Path) -> dict[str, Path]:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    return {
+        "a file": a_file,
+        "below a file": a_file / "home",
+        "a folder that cannot be made": Path("/proc/threadmem-home"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["a file", "below a file", "a folder that cannot be made"])
+def test_an_unusable_home_is_a_configuration_error_naming_it_in_both_apis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    folder = unusable_homes(tmp_path)[kind]
+    monkeypatch.setenv(_embedded.HOME_ENV, str(folder))
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+    with pytest.raises(ConfigurationError) as sync_error:
+        RoleThread(name="nowhere")
+    with pytest.raises(ConfigurationError) as async_error:
+        _config.async_default_store()
+    with pytest.raises(ConfigurationError) as direct_error:
+        _embedded.ensure_server()
+
+    for error in (sync_error, async_error, direct_error):
+        assert str(folder) in str(error.value)
+        assert _embedded.HOME_ENV in str(error.value)
+    assert _embedded.server_status() is None
+    assert _embedded.stop_server() is None
+
+
+def test_a_home_the_process_may_not_write_is_a_configuration_error(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home.mkdir()
+    # As root, permissions do not stop a write; a lock file that is a folder does.
+    (home / _embedded.LOCK_FILE).mkdir()
+    try:
+        with pytest.raises(ConfigurationError, match=re.escape(str(home))):
+            RoleThread(name="nowhere")
+        with pytest.raises(ConfigurationError, match=re.escape(str(home))):
+            _embedded.stop_server()
+        assert servers_of(home) == []
+    finally:
+        (home / _embedded.LOCK_FILE).rmdir()
+
+
+# -- a long-running process follows the server ----------------------------------------------------
+
+
+CHILD_STOPS_SERVER = """
+from threadmem_mongo import _cli
+assert _cli.main(["server", "stop"]) == 0
+"""
+
+CHILD_STARTS_SERVER = """
+from threadmem_mongo import _embedded
+print(_embedded.ensure_server().port)
+"""
+
+CHILD_RESTARTS_SERVER = CHILD_STOPS_SERVER + CHILD_STARTS_SERVER
+
+
+def test_objects_of_a_long_running_process_reconnect_after_another_process_restarts_the_server(
+    home: Path,
+) -> None:
+    thread = RoleThread(name="long-running")
+    thread.post("user", "before the restart")
+    before = read_state(home)
+
+    restarted_port = int(run_python(CHILD_RESTARTS_SERVER).stdout.split()[-1])
+
+    after = read_state(home)
+    assert after["pid"] != before["pid"]
+    assert restarted_port == before["port"]
+    thread.post("user", "after the restart")  # the same object, its old connection
+    assert [m.text for m in RoleThread.get(thread.id).messages()] == [
+        "before the restart",
+        "after the restart",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_async_objects_reconnect_after_another_process_restarts_the_server(
+    home: Path,
+) -> None:
+    try:
+        thread = await AsyncRoleThread.create(name="long-running")
+        await thread.post("user", "before the restart")
+        before = read_state(home)
+
+        run_python(CHILD_RESTARTS_SERVER)
+
+        assert read_state(home)["pid"] != before["pid"]
+        await thread.post("user", "after the restart")
+        loaded = await AsyncRoleThread.get(thread.id)
+        assert [m.text for m in await loaded.messages()] == [
+            "before the restart",
+            "after the restart",
+        ]
+    finally:
+        await aio.close()
+
+
+@contextlib.contextmanager
+def port_held(port: int) -> Iterator[None]:
+    """Listen on ``port`` and never answer, as another program holding it would."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        yield
+
+
+def test_default_store_follows_a_server_restarted_on_a_new_port(home: Path) -> None:
+    thread = RoleThread(name="long-running")
+    thread.post("user", "before the restart")
+    before = read_state(home)
+
+    run_python(CHILD_STOPS_SERVER)
+    with port_held(before["port"]):
+        run_python(CHILD_STARTS_SERVER)
+        after = read_state(home)
+        assert after["port"] != before["port"]
+
+        loaded = RoleThread.get(thread.id)
+        loaded.post("user", "after the restart")
+        assert [m.text for m in RoleThread.get(thread.id).messages()] == [
+            "before the restart",
+            "after the restart",
+        ]
+        # The old object's client was for the old address: it says to load it again.
+        with pytest.raises(ConfigurationError, match="load them again"):
+            thread.post("user", "through the old client")
+
+
+@pytest.mark.asyncio
+async def test_async_default_store_follows_a_server_restarted_on_a_new_port(home: Path) -> None:
+    try:
+        thread = await AsyncRoleThread.create(name="long-running")
+        await thread.post("user", "before the restart")
+        before = read_state(home)
+
+        run_python(CHILD_STOPS_SERVER)
+        with port_held(before["port"]):
+            run_python(CHILD_STARTS_SERVER)
+            assert read_state(home)["port"] != before["port"]
+
+            loaded = await AsyncRoleThread.get(thread.id)
+            await loaded.post("user", "after the restart")
+            again = await AsyncRoleThread.get(thread.id)
+            assert [m.text for m in await again.messages()] == [
+                "before the restart",
+                "after the restart",
+            ]
+    finally:
+        await aio.close()
+
+
+# -- durability -----------------------------------------------------------------------------------
+
+
+def test_the_embedded_store_journals_every_write_in_both_apis(home: Path) -> None:
+    sync_concern = _config.default_store().collection.write_concern
+    async_concern = _config.async_default_store().collection.write_concern
+    for concern in (sync_concern, async_concern):
+        assert concern.document == {"w": 1, "j": True}
+        assert concern.acknowledged
+
+
+KILLED_AFTER = 300
+
+
+def kill_server(home: Path) -> None:
+    """SIGKILL the recorded server: no shutdown, no checkpoint, no flush."""
+    pid = read_state(home)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until_gone(pid)
+
+
+@pytest.mark.slow
+def test_no_acknowledged_post_is_lost_when_the_server_is_killed(home: Path) -> None:
+    thread = RoleThread(name="durable")
+    for number in range(KILLED_AFTER):
+        thread.post("user", f"post {number}")
+
+    kill_server(home)
+    _embedded.ensure_server(home)
+
+    texts = [m.text for m in RoleThread.get(thread.id).messages()]
+    assert texts == [f"post {number}" for number in range(KILLED_AFTER)]
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_no_acknowledged_async_post_is_lost_when_the_server_is_killed(home: Path) -> None:
+    try:
+        thread = await AsyncRoleThread.create(name="durable")
+        for number in range(KILLED_AFTER):
+            await thread.post("user", f"post {number}")
+
+        kill_server(home)
+        _embedded.ensure_server(home)
+
+        loaded = await AsyncRoleThread.get(thread.id)
+        texts = [m.text for m in await loaded.messages()]
+        assert texts == [f"post {number}" for number in range(KILLED_AFTER)]
+    finally:
+        await aio.close()

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.uri_parser import parse_uri
 
+from threadmem_mongo import _embedded
 from threadmem_mongo._document import COLLECTION_NAME
-from threadmem_mongo._embedded import ensure_server
 from threadmem_mongo.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -163,9 +163,15 @@ def async_default_store() -> AsyncThreadStore:
     """
     global _async_default
     store = _async_default
-    if store is not None:
+    if store is not None and not _embedded_server_moved(_async_settings):
         return store
     with _lock:
+        if _async_default is not None and _embedded_server_moved(_async_settings):
+            # Closing needs the client's event loop: aio.close() closes it later.
+            _async_settings.setdefault("retired_clients", []).append(
+                _async_settings.pop("owned_client")
+            )
+            _async_default = None
         if _async_default is None:
             _async_default = _build_async_default()
         return _async_default
@@ -184,7 +190,7 @@ def _build_async_default() -> AsyncThreadStore:
                     "the sync API is configured with mongomock://, which has no async "
                     "client; call threadmem_mongo.aio.configure(uri=...) with a MongoDB URI"
                 )
-            uri = ensure_server().uri
+            uri = _embedded_uri(_async_settings)
         uri_database = _uri_database(uri)
         client = AsyncMongoClient(
             uri, **timeout_options(uri, _timeout(_async_settings)), connect=False
@@ -208,9 +214,12 @@ async def close_async() -> None:
     """
     global _async_default
     owned = _async_settings.pop("owned_client", None)
+    retired = _async_settings.pop("retired_clients", [])
+    _async_settings.pop("embedded", None)
     _async_default = None
-    if owned is not None:
-        await owned.close()
+    for client in [*retired, owned]:
+        if client is not None:
+            await client.close()
 
 
 def default_store() -> ThreadStore:
@@ -226,18 +235,42 @@ def default_store() -> ThreadStore:
     """
     global _default
     store = _default
-    if store is not None:
+    if store is not None and not _embedded_server_moved(_settings):
         return store
     with _lock:
+        if _default is not None and _embedded_server_moved(_settings):
+            # Objects still holding the old store get a clear error to load them again.
+            _close_owned()
+            _default = None
         if _default is None:
             _default = _build_default()
         return _default
 
 
 def _close_owned() -> None:
-    owned = _settings.get("owned_client")
+    owned = _settings.pop("owned_client", None)
+    _settings.pop("embedded", None)
     if owned is not None:
         owned.close()
+
+
+def _embedded_uri(settings: dict[str, Any]) -> str:
+    """Start or find the embedded server; remember where, to notice when it moves."""
+    folder = _embedded.home()
+    uri = _embedded.ensure_server(folder).uri
+    settings["embedded"] = (folder, uri)
+    return uri
+
+
+def _embedded_server_moved(settings: dict[str, Any]) -> bool:
+    """Return whether the embedded server a default store uses was replaced by one on
+    another address (stopped and started again by another process, say)."""
+    used = settings.get("embedded")
+    if used is None:
+        return False
+    folder, uri = used
+    recorded = _embedded.recorded_uri(folder)
+    return recorded is not None and recorded != uri
 
 
 def _check_timeout(timeout: float | None) -> None:
@@ -304,7 +337,7 @@ def _build_default() -> ThreadStore:
     uri_database: str | None = None
     if client is None:
         if not uri:
-            uri = ensure_server().uri
+            uri = _embedded_uri(_settings)
         client, uri_database = client_from_uri(uri, _timeout(_settings))
         _settings["owned_client"] = client
     database = (
@@ -351,7 +384,7 @@ def client_from_uri(uri: str, timeout: float) -> tuple[MongoClient[Any], str | N
 TIMEOUT_OPTIONS = ("timeoutMS", "serverSelectionTimeoutMS", "connectTimeoutMS")
 
 
-def timeout_options(uri: str, timeout: float) -> dict[str, int]:
+def timeout_options(uri: str, timeout: float) -> dict[str, Any]:
     """Return the client options that make operations on ``uri`` give up after ``timeout``
     seconds; an option the URI sets itself is left to the URI.
 

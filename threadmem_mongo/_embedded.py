@@ -1,11 +1,17 @@
 """The embedded default store: a local SecantusDB server, started on demand and shared.
 
 With no MongoDB configured, threads live under ``~/.threadmem`` (``THREADMEM_HOME``
-overrides it). The first process that needs the store starts ``secantusd-py`` (from the
-``embedded`` extra) as a detached process bound to loopback on a free port, and records
-its address and pid in ``server.json``; later processes reuse it. A file lock makes
-processes that start at the same moment end up on one server, and a state file whose
-process is dead, or whose port answers for someone else, is replaced.
+overrides it; the folder is made absolute and its symlinks resolved, so a relative home
+works and every spelling of one folder is one store). The first process that needs the
+store starts ``secantusd-py`` (from the ``embedded`` extra) as a detached process bound
+to loopback, and records its address and pid in ``server.json``; later processes reuse
+it. A restarted server takes the port of the previous one when it is free, so clients
+of the old one reconnect by themselves. A file lock makes processes that start at the
+same moment end up on one server, and a state file whose process is dead, or whose port
+answers for someone else, is replaced.
+
+Writes to the embedded store are journaled (``journal=true`` in its URI): the server
+acknowledges a write only once it is in the journal, so a killed server loses none.
 
 The server is a separate program speaking the MongoDB wire protocol; this module never
 imports it.
@@ -34,6 +40,8 @@ SERVER_EXECUTABLE = "secantusd-py"
 STATE_FILE = "server.json"
 LOCK_FILE = "server.lock"
 LOG_FILE = "server.log"
+#: The port of the last server started here, kept when it stops so a restart can reuse it.
+PORT_FILE = "server.port"
 DATA_DIR = "data"
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
@@ -78,14 +86,49 @@ class ServerInfo:
 
     @property
     def uri(self) -> str:
-        """The connection string of the server."""
-        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+        """The connection string of the server, with journaled writes."""
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true&w=1&journal=true"
 
 
 def home() -> Path:
-    """Return the embedded store's folder: ``THREADMEM_HOME`` or ``~/.threadmem``."""
+    """Return the embedded store's folder: ``THREADMEM_HOME`` or ``~/.threadmem``,
+    absolute, with symlinks resolved.
+
+    Raises:
+        ConfigurationError: The path cannot be resolved (for example, it contains NUL).
+    """
     configured = os.environ.get(HOME_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".threadmem"
+    return resolved(Path(configured) if configured else Path.home() / ".threadmem")
+
+
+def resolved(folder: Path) -> Path:
+    """Return ``folder`` with ``~`` expanded, made absolute, and symlinks resolved.
+
+    Raises:
+        ConfigurationError: The path cannot be resolved.
+    """
+    try:
+        return folder.expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+        raise _unusable(folder, exc) from exc
+
+
+def _unusable(folder: Path, exc: BaseException) -> ConfigurationError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ConfigurationError(
+        f"the embedded store's folder {str(folder)!r} cannot be used: {reason}; set "
+        f"{HOME_ENV} to a folder this process can create and write, or configure a MongoDB "
+        "with THREADMEM_MONGODB_URI or threadmem_mongo.configure(uri=...)"
+    )
+
+
+@contextlib.contextmanager
+def _home_errors(folder: Path) -> Iterator[None]:
+    """Report a file-system error in the embedded store's folder as a ConfigurationError."""
+    try:
+        yield
+    except OSError as exc:
+        raise _unusable(folder, exc) from exc
 
 
 def find_executable() -> str | None:
@@ -100,11 +143,13 @@ def ensure_server(folder: Path | None = None) -> ServerInfo:
     """Return the running embedded server, starting it if none is running.
 
     Raises:
-        ConfigurationError: The ``embedded`` extra is not installed.
+        ConfigurationError: The ``embedded`` extra is not installed, or the folder cannot
+            be created or written.
         StoreUnavailableError: The server did not start in time (see ``server.log``).
     """
-    folder = folder or home()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = home() if folder is None else resolved(folder)
+    with _home_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):
         info = _recorded_server(folder)
         if info is not None:
@@ -118,7 +163,7 @@ def ensure_server(folder: Path | None = None) -> ServerInfo:
 
 def server_status(folder: Path | None = None) -> ServerInfo | None:
     """Return the running embedded server, or None if none is running."""
-    folder = folder or home()
+    folder = home() if folder is None else resolved(folder)
     if not folder.is_dir():
         return None
     with _locked(folder):
@@ -127,15 +172,25 @@ def server_status(folder: Path | None = None) -> ServerInfo | None:
 
 def stop_server(folder: Path | None = None) -> ServerInfo | None:
     """Stop the embedded server; return what was stopped, or None if none was running."""
-    folder = folder or home()
+    folder = home() if folder is None else resolved(folder)
     if not folder.is_dir():
         return None
     with _locked(folder):
         info = _recorded_server(folder)
         if info is not None:
             _terminate(info.pid)
-        (folder / STATE_FILE).unlink(missing_ok=True)
+        with _home_errors(folder):
+            (folder / STATE_FILE).unlink(missing_ok=True)
         return info
+
+
+def recorded_uri(folder: Path) -> str | None:
+    """Return the URI in ``folder``'s state file, without checking that it runs.
+
+    Cheap enough to call before each use of the store: no lock, no process or network check.
+    """
+    info = _read_state(folder)
+    return None if info is None else info.uri
 
 
 @contextlib.contextmanager
@@ -146,7 +201,9 @@ def _locked(folder: Path) -> Iterator[None]:
         )
     import fcntl
 
-    with open(folder / LOCK_FILE, "a+") as handle:
+    with _home_errors(folder):
+        handle = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 - closed below
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -252,9 +309,11 @@ def _start(folder: Path) -> ServerInfo:
     executable = find_executable()
     if executable is None:
         raise ConfigurationError(INSTALL_HINT)
-    port = free_port()
+    port = _last_port_if_free(folder) or free_port()
     data = folder / DATA_DIR
-    data.mkdir(exist_ok=True)
+    with _home_errors(folder):
+        data.mkdir(exist_ok=True)
+        (folder / PORT_FILE).write_text(str(port))
     command = server_command(executable, port, data)
     # A short-lived launcher starts the server in its own session and exits, so the server
     # is nobody's child: it outlives this process, a Ctrl-C in the app's terminal does not
@@ -283,9 +342,27 @@ def _start(folder: Path) -> ServerInfo:
         time.sleep(0.1)
     info = ServerInfo(host=HOST, port=port, pid=pid, home=str(folder), started=time.time())
     temporary = folder / (STATE_FILE + ".tmp")
-    temporary.write_text(json.dumps(asdict(info)))
-    temporary.replace(folder / STATE_FILE)
+    with _home_errors(folder):
+        temporary.write_text(json.dumps(asdict(info)))
+        temporary.replace(folder / STATE_FILE)
     return info
+
+
+def _last_port_if_free(folder: Path) -> int | None:
+    """Return the port of the previous server of ``folder`` if it can be bound now."""
+    try:
+        port = int((folder / PORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the server binds: connections of the stopped server left in TIME_WAIT do
+        # not keep it from the port, a server listening there does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return None
+    return port
 
 
 def _terminate(pid: int) -> None:
