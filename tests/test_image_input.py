@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import random
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,16 @@ HANG_GUARD = 30.0
 def png_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (2, 2), (255, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def big_png_bytes() -> bytes:
+    """A PNG whose data URI is over the GridFS threshold (random pixels do not compress)."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (128, 128), random.Random(7).randbytes(128 * 128 * 3)).save(
+        buffer, format="PNG"
+    )
+    assert len(buffer.getvalue()) > 32 * 1024
     return buffer.getvalue()
 
 
@@ -231,7 +242,7 @@ def test_post_of_a_text_file_named_png_writes_nothing(
     path.write_text("password=hunter2")
     thread = RoleThread(owner_id="u1")
     with pytest.raises(ImageFormatError):
-        thread.post("user", "look", images=[png_bytes(), str(path)])
+        thread.post("user", "look", images=[big_png_bytes(), str(path)])
     assert stored_nothing(raw, thread.id)
 
 
@@ -290,7 +301,7 @@ async def test_async_post_of_a_text_file_named_png_writes_nothing(
     path.write_text("password=hunter2")
     thread = await AsyncRoleThread.create(owner_id="u1")
     with pytest.raises(ImageFormatError):
-        await thread.post("user", "look", images=[png_bytes(), str(path)])
+        await thread.post("user", "look", images=[big_png_bytes(), str(path)])
     assert stored_nothing(async_raw, thread.id)
 
 
@@ -352,4 +363,27 @@ async def test_async_api_follows_a_sync_setting_that_turns_local_images_off(
     thread = await AsyncRoleThread.create(owner_id="u1")
     with pytest.raises(ImageFormatError, match="local file paths are turned off"):
         await thread.post("user", "x", images=[path])
+    assert stored_nothing(async_raw, thread.id)
+
+
+# -- unencodable strings ------------------------------------------------------------------------
+
+
+def test_a_url_with_a_lone_surrogate_is_refused_and_nothing_is_written(
+    store: ThreadStore, raw: Collection[Document]
+) -> None:
+    thread = RoleThread(owner_id="u1")
+    for url in ("https://example.com/\ud800.png", "HTTP://example.com/\udcff"):
+        with pytest.raises(ImageFormatError, match="lone surrogate"):
+            thread.post("user", "x", images=[big_png_bytes(), url])
+    assert stored_nothing(raw, thread.id)
+
+
+@pytest.mark.asyncio
+async def test_async_url_with_a_lone_surrogate_is_refused_and_nothing_is_written(
+    async_store: AsyncThreadStore, async_raw: Collection[Document]
+) -> None:
+    thread = await AsyncRoleThread.create(owner_id="u1")
+    with pytest.raises(ImageFormatError, match="lone surrogate"):
+        await thread.post("user", "x", images=[big_png_bytes(), "https://example.com/\ud800"])
     assert stored_nothing(async_raw, thread.id)

@@ -143,13 +143,24 @@ def _web_or_data_uri(image: str, index: int) -> str | None:
     scheme = _URL_SCHEME.match(image)
     if scheme is not None:
         if scheme["scheme"].lower() in _WEB_SCHEMES:
-            return image
+            return _encodable_url(image, index)
         raise ImageFormatError(
             f"images[{index}] is a {scheme['scheme']!r} URL; only http and https URLs are accepted"
         )
     if image[:5].lower() == "data:":
         return _checked_data_uri(image, index)
     return None
+
+
+def _encodable_url(url: str, index: int) -> str:
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ImageFormatError(
+            f"images[{index}] URL holds a character that cannot be stored as UTF-8 (a lone "
+            f"surrogate at position {exc.start})"
+        ) from None
+    return url
 
 
 def _checked_data_uri(uri: str, index: int) -> str:
