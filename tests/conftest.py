@@ -164,14 +164,15 @@ def db_client(backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.fixture
-def store_factory() -> Iterator[Callable[[Any], ThreadStore]]:
-    """Build stores on fresh databases of any client; drops those databases afterwards."""
+def store_factory() -> Iterator[Callable[..., ThreadStore]]:
+    """Build stores on fresh databases of any client, with any ``ThreadStore`` options;
+    drops those databases afterwards."""
     made: list[tuple[Any, str]] = []
 
-    def make(client: Any) -> ThreadStore:
+    def make(client: Any, **options: Any) -> ThreadStore:
         name = f"tm_test_{uuid.uuid4().hex}"
         made.append((client, name))
-        return ThreadStore(client[name]["threads"])
+        return ThreadStore(client[name]["threads"], **options)
 
     yield make
     for client, name in made:

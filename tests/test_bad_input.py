@@ -272,23 +272,34 @@ def test_add_msg_over_16mb_is_refused(thread: RoleThread, raw: Raw) -> None:
     assert snapshot(raw) == before
 
 
-def test_second_9mb_message_is_refused_and_the_thread_is_unchanged(
-    thread: RoleThread, raw: Raw
-) -> None:
+def test_second_9mb_message_is_refused_and_the_thread_is_unchanged(raw: Raw) -> None:
+    # With every message inline (no overflow pages), the document holds at most 16 MB.
+    store = ThreadStore(raw, max_inline_messages=None)
+    thread = RoleThread(store=store)
+    thread.post("user", "hello")
     first = thread.post("user", "a" * (9 * MB))
     before = snapshot(raw)
     with pytest.raises(ThreadTooLargeError) as info:
         thread.post("user", "b" * (9 * MB))
     assert info.value.size > info.value.limit
     assert snapshot(raw) == before
-    assert thread.version == 3
+    assert thread.version == 2
     assert thread.messages()[-1] == first
-    stale = RoleThread.get(thread.id)
+    stale = RoleThread.get(thread.id, store=store)
     with pytest.raises(ThreadTooLargeError):
         stale.post("user", "c" * (9 * MB))
-    assert RoleThread.get(thread.id).version == 3
+    assert RoleThread.get(thread.id, store=store).version == 2
     thread.post("user", "small messages still fit")
-    assert thread.version == 4
+    assert thread.version == 3
+
+
+def test_one_message_over_16mb_is_refused_even_with_overflow_pages(raw: Raw) -> None:
+    thread = RoleThread(store=ThreadStore(raw))
+    thread.post("user", "hello")
+    before = snapshot(raw)
+    with pytest.raises(ThreadTooLargeError):
+        thread.post("user", "x" * (17 * MB))
+    assert snapshot(raw) == before
 
 
 class RecordingCollection:
@@ -312,7 +323,9 @@ class RecordingCollection:
 
 def test_post_that_would_overflow_the_thread_is_refused_before_sending(raw: Raw) -> None:
     recording = RecordingCollection(raw)
-    thread = RoleThread(store=ThreadStore(recording))  # type: ignore[arg-type]
+    # Every message inline (no overflow pages): the 9 MB message stays in the document.
+    store = ThreadStore(recording, max_inline_messages=None)  # type: ignore[arg-type]
+    thread = RoleThread(store=store)
     thread.post("user", "a" * (9 * MB))
     recording.calls.clear()
     before = snapshot(raw)
@@ -326,7 +339,9 @@ def test_post_that_would_overflow_the_thread_is_refused_before_sending(raw: Raw)
 
 def test_edit_that_would_overflow_the_thread_is_refused_before_sending(raw: Raw) -> None:
     recording = RecordingCollection(raw)
-    thread = RoleThread(store=ThreadStore(recording))  # type: ignore[arg-type]
+    # Every message inline (no overflow pages): the 9 MB message stays in the document.
+    store = ThreadStore(recording, max_inline_messages=None)  # type: ignore[arg-type]
+    thread = RoleThread(store=store)
     thread.post("user", "a" * (9 * MB))
     small = thread.post("user", "small")
     before = snapshot(raw)
@@ -342,8 +357,12 @@ def test_thread_over_16mb_is_not_created(raw: Raw) -> None:
     before = snapshot(raw)
     with pytest.raises(ThreadTooLargeError):
         RoleThread.from_openai([{"role": "user", "content": "x" * (17 * MB)}])
+    # With every message inline (no overflow pages), the document holds at most 16 MB.
     with pytest.raises(ThreadTooLargeError):
-        RoleThread.from_openai([{"role": "user", "content": "x" * (9 * MB)}] * 2)
+        RoleThread.from_openai(
+            [{"role": "user", "content": "x" * (9 * MB)}] * 2,
+            store=ThreadStore(raw, max_inline_messages=None),
+        )
     assert snapshot(raw) == before
 
 

@@ -311,7 +311,8 @@ def test_object_behind_others_appends_catches_up_without_reading_the_whole_threa
     watched_client: MongoClient[dict[str, Any]] = MongoClient(wire_uri, event_listeners=[listener])
     database = f"tm_test_{uuid.uuid4().hex}"
     try:
-        store = ThreadStore(watched_client[database]["threads"])
+        # Every message inline, so the whole thread is one document to compare with.
+        store = ThreadStore(watched_client[database]["threads"], max_inline_messages=None)
         mine = RoleThread(store=store)
         for i in range(200):
             mine.post("user", f"old {i} " + "x" * 200)

@@ -158,10 +158,12 @@ def test_creation_order_sorts_by_created_then_id() -> None:
 
 
 def test_history_pipeline_cuts_the_page_on_the_server() -> None:
+    paging = {"version": 1, "page_count": 1, "paged_count": 1, "pending": 1}
     assert _updates.history_pipeline(TID, MID, 10) == [
         {"$match": {"_id": TID}},
         {
             "$project": {
+                **paging,
                 "index": {
                     "$indexOfArray": [
                         {"$map": {"input": "$messages", "in": "$$this.id"}},
@@ -173,6 +175,7 @@ def test_history_pipeline_cuts_the_page_on_the_server() -> None:
         },
         {
             "$project": {
+                **paging,
                 "index": 1,
                 "page": {
                     "$cond": [
@@ -318,14 +321,13 @@ def test_one_message_projection() -> None:
 
 
 def test_messages_after_pipeline_slices_after_the_anchor() -> None:
+    counters = {field: 1 for field in _updates.CATCH_UP_FIELDS}
+    assert {"version", "message_count", "size_bytes", "page_count", "metadata"} <= set(counters)
     assert _updates.messages_after_pipeline(TID, MID) == [
         {"$match": {"_id": TID}},
         {
             "$project": {
-                "version": 1,
-                "message_count": 1,
-                "size_bytes": 1,
-                "updated": 1,
+                **counters,
                 "messages": 1,
                 "index": {
                     "$indexOfArray": [
@@ -337,10 +339,7 @@ def test_messages_after_pipeline_slices_after_the_anchor() -> None:
         },
         {
             "$project": {
-                "version": 1,
-                "message_count": 1,
-                "size_bytes": 1,
-                "updated": 1,
+                **counters,
                 "index": 1,
                 "page": {
                     "$slice": [
@@ -450,8 +449,10 @@ def test_message_search_pipeline_refuses_non_equality_filters(filters: dict[str,
 
 def test_thread_document_has_exactly_the_documented_fields() -> None:
     doc = _document.thread_to_document(make_state())
-    # last_change appears with the first edit or deletion of a message.
-    assert list(doc) == ["_id", *(f for f in _document.THREAD_FIELDS if f != "last_change")]
+    # last_change appears with the first edit or deletion of a message, and the page
+    # fields with the first move of messages to an overflow page.
+    later = {"last_change", "page_count", "paged_count", "pending"}
+    assert list(doc) == ["_id", *(f for f in _document.THREAD_FIELDS if f not in later)]
     assert set(_document.THREAD_FIELDS) == {
         "owner_id",
         "public",
@@ -467,6 +468,9 @@ def test_thread_document_has_exactly_the_documented_fields() -> None:
         "expires_at",
         "ttl",
         "last_change",
+        "page_count",
+        "paged_count",
+        "pending",
     }
 
 

@@ -235,7 +235,10 @@ def test_init_script_adds_both_shards_by_replica_set(init_js: str) -> None:
 def test_init_script_shards_threads_collection_on_hashed_id(init_js: str) -> None:
     assert 'enableSharding: "threadmem"' in init_js
     sharded = re.findall(r'shardCollection:\s*"([^"]+)",\s*key:\s*(\{[^}]*\})', init_js)
-    assert sharded == [("threadmem.threads", '{ _id: "hashed" }')]
+    assert sharded == [
+        ("threadmem.threads", '{ _id: "hashed" }'),
+        ("threadmem.threads.pages", '{ thread_id: "hashed" }'),
+    ]
 
 
 def test_init_script_creates_owner_created_and_message_id_indexes_on_threads(
@@ -247,12 +250,37 @@ def test_init_script_creates_owner_created_and_message_id_indexes_on_threads(
     assert specs["message_id"] == [("messages.id", 1)]
 
 
+def create_indexes_block(script: str, collection: str) -> str:
+    """The ``createIndexes`` command of ``collection`` in init.js."""
+    start = script.index(f'createIndexes: "{collection}"')
+    return script[start : script.index("});", start)]
+
+
 def test_init_script_creates_exactly_the_indexes_ensure_indexes_creates(init_js: str) -> None:
     # Same keys under other names would make ensure_indexes() fail with IndexOptionsConflict.
-    from threadmem_mongo._store import INDEXES
+    from threadmem_mongo._page_store import PAGE_INDEXES
+    from threadmem_mongo._store import INDEXES, LEGACY_MESSAGE_ID_INDEX, MESSAGE_ID_KEYS
 
     expected = {name: [(field, int(d)) for field, d in keys] for name, keys in INDEXES}
-    assert js_index_specs(init_js) == expected
+    # On a sharded collection the message-id index cannot be unique: ensure_indexes()
+    # finds this one and keeps it.
+    expected[LEGACY_MESSAGE_ID_INDEX] = [(field, int(d)) for field, d in MESSAGE_ID_KEYS]
+    assert js_index_specs(create_indexes_block(init_js, "threads")) == expected
+
+    pages = create_indexes_block(init_js, "threads.pages")
+    for name, keys, options in PAGE_INDEXES:
+        fields = ",\\s*".join(rf'"?{re.escape(field)}"?:\s*{int(d)}' for field, d in keys)
+        extra = "".join(rf",\s*{key}:\s*{str(value).lower()}" for key, value in options.items())
+        entry = rf'\{{\s*key:\s*\{{\s*{fields}\s*\}}{extra},\s*name:\s*"{name}"'
+        assert re.search(entry, pages), name
+    assert len(re.findall(r"\bname:", pages)) == len(PAGE_INDEXES)
+
+
+def test_init_script_shards_pages_on_their_thread(init_js: str) -> None:
+    assert re.search(
+        r'shardCollection:\s*"threadmem.threads.pages",\s*key:\s*\{\s*thread_id:\s*"hashed"',
+        init_js,
+    )
 
 
 def test_init_script_creates_the_ttl_index_ensure_indexes_creates(init_js: str) -> None:

@@ -646,7 +646,9 @@ def test_size_bytes_covers_the_real_document_after_every_kind_of_change(
     check("from_openai", imported.id)
     schema = thread.to_v1()
     # Message ids are unique across threads: the restored copy needs its own.
-    renumbered = [m.model_copy(update={"id": f"restored-{i}"}) for i, m in enumerate(schema.messages)]
+    renumbered = [
+        m.model_copy(update={"id": f"restored-{i}"}) for i, m in enumerate(schema.messages)
+    ]
     restored = RoleThread.from_v1(
         schema.model_copy(update={"id": "restored", "messages": renumbered}), store=store
     )
@@ -670,6 +672,8 @@ def test_size_bytes_covers_the_real_document_after_remove_images_of_a_gridfs_ima
 def test_thread_close_to_the_budget_takes_messages_up_to_it_and_no_further(
     store: ThreadStore,
 ) -> None:
+    # Every message inline (no overflow pages), so the document nears the 16 MB limit.
+    store = ThreadStore(store.collection, max_inline_messages=None)
     thread = RoleThread.from_openai([{"role": "user", "content": "x" * (5 * MB)}] * 3, store=store)
     estimate, real = bson_size(store, thread.id)
     assert estimate >= real > 15 * MB

@@ -267,7 +267,9 @@ def test_message_count_is_kept_in_the_document_by_every_change(store: ThreadStor
     imported = RoleThread.from_openai(thread.to_openai()["messages"], store=store)
     schema = thread.to_v1()
     # Message ids are unique across threads: the restored copy needs its own.
-    renumbered = [m.model_copy(update={"id": f"restored-{i}"}) for i, m in enumerate(schema.messages)]
+    renumbered = [
+        m.model_copy(update={"id": f"restored-{i}"}) for i, m in enumerate(schema.messages)
+    ]
     restored = RoleThread.from_v1(
         schema.model_copy(update={"id": "restored", "messages": renumbered}), store=store
     )

@@ -84,8 +84,12 @@ def monitored_store(
     store_factory: Callable[[Any], ThreadStore],
     recorder: Recorder,
 ) -> ThreadStore:
-    """A store on the monitored client, indexes made; recording starts empty."""
-    made = store_factory(monitored_client)
+    """A store on the monitored client, indexes made; recording starts empty.
+
+    Every message stays in the thread document (no overflow pages): these tests measure
+    what one document per thread costs; ``test_overflow_traffic.py`` measures pages.
+    """
+    made = store_factory(monitored_client, max_inline_messages=None)
     made.ensure_indexes()
     recorder.reset()
     return made

@@ -20,8 +20,9 @@ from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
 
-from threadmem_mongo import _updates, _validation
+from threadmem_mongo import _pages, _updates, _validation
 from threadmem_mongo._async_blobs import DEFAULT_BUCKET, AsyncBlobStore
+from threadmem_mongo._async_page_store import AsyncPageStore
 from threadmem_mongo._cancellation import raise_if_cancelling
 from threadmem_mongo._capabilities import (
     enforces_unique_array_keys,
@@ -64,11 +65,20 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
 MESSAGE_ID_INDEX = "message_id_unique"
 MESSAGE_ID_KEYS = [("messages.id", ASCENDING)]
 MESSAGE_ID_PARTIAL = {"messages.id": {"$exists": True}}
-#: The non-unique index of earlier releases, replaced by ``MESSAGE_ID_INDEX``.
+#: The same key without uniqueness: where the server cannot enforce it (a sharded
+#: cluster, mongomock), and as earlier releases made it.
 LEGACY_MESSAGE_ID_INDEX = "message_id"
 
-#: Server code of an index build that met duplicate keys.
+#: Server codes: an index build met duplicate keys; an index cannot be made here (a
+#: unique index on a sharded collection that does not start with the shard key).
 DUPLICATE_KEY = 11000
+CANNOT_CREATE_INDEX = 67
+
+#: How often a read of a long thread starts again when a page changed after the thread
+#: document was read (an edit landed in between), and how often a move re-reads the
+#: thread when others wrote in between.
+PAGED_READ_ATTEMPTS = 5
+MOVE_ATTEMPTS = 3
 
 #: Server codes meaning "change streams are not available here" (standalone mongod).
 NO_CHANGE_STREAM_CODES = frozenset({40573, 40324})
@@ -129,9 +139,15 @@ class AsyncThreadStore:
         image_threshold: Data URIs longer than this many characters are stored in
             GridFS and the message keeps a reference; 0 stores every data URI there.
         bucket: The GridFS bucket for images, in the collection's database.
+        max_inline_messages: How many messages a thread document holds before its
+            oldest move to an overflow page (in ``<collection>.pages``); None keeps
+            every message in the thread document, as far as the 16 MB limit allows.
+        max_inline_bytes: How many bytes a thread document may reach before its
+            oldest messages move to a page (with ``max_inline_messages`` set).
 
     Raises:
-        InvalidInputError: ``image_threshold`` is negative.
+        InvalidInputError: ``image_threshold`` is negative, or a limit is not a
+            positive whole number.
     """
 
     def __init__(
@@ -140,16 +156,23 @@ class AsyncThreadStore:
         *,
         image_threshold: int = DEFAULT_BLOB_THRESHOLD,
         bucket: str = DEFAULT_BUCKET,
+        max_inline_messages: int | None = _pages.DEFAULT_MAX_INLINE_MESSAGES,
+        max_inline_bytes: int = _pages.DEFAULT_MAX_INLINE_BYTES,
     ) -> None:
         if isinstance(image_threshold, bool) or not isinstance(image_threshold, int):
             raise InvalidInputError("image_threshold must be a whole number of characters")
         if image_threshold < 0:
             raise InvalidInputError("image_threshold must not be negative")
+        self._limits = _pages.checked_limits(max_inline_messages, max_inline_bytes)
         self._collection = collection
+        self._pages = AsyncPageStore(collection.database[collection.name + _pages.PAGES_SUFFIX])
         self._blobs = AsyncBlobStore(collection.database, bucket)
         self._image_threshold = image_threshold
         self._indexes_ready = False
         self._index_lock = asyncio.Lock()
+        # Whether the server keeps message ids unique across threads (decided by
+        # ensure_indexes); until then, ids are checked by a read.
+        self._unique_ids = False
 
     @property
     def collection(self) -> AsyncCollection[Document]:
@@ -165,6 +188,16 @@ class AsyncThreadStore:
     def image_threshold(self) -> int:
         """Data URIs longer than this many characters are stored in GridFS."""
         return self._image_threshold
+
+    @property
+    def pages(self) -> AsyncPageStore:
+        """The overflow pages of this store's long threads."""
+        return self._pages
+
+    @property
+    def limits(self) -> _pages.Limits:
+        """When a thread's oldest messages move to an overflow page."""
+        return self._limits
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the library relies on. Idempotent; cheap after the first call.
@@ -188,27 +221,46 @@ class AsyncThreadStore:
                 await self._ensure_message_id_index()
                 ttl_name, ttl_keys = TTL_INDEX
                 await self._collection.create_index(ttl_keys, name=ttl_name, expireAfterSeconds=0)
+            await self._pages.ensure_indexes()
             await self._blobs.ensure_indexes()
             self._indexes_ready = True
 
     async def _ensure_message_id_index(self) -> None:
-        # Where unique array keys are not enforced (mongomock), the ids are checked by a
-        # read before each write instead, and a unique index would only misjudge builds.
-        unique: dict[str, Any] = {}
-        if enforces_unique_array_keys(self._collection):
-            unique = {"unique": True, "partialFilterExpression": MESSAGE_ID_PARTIAL}
+        """Index message ids, unique across threads where the server can enforce it.
+
+        A sharded cluster cannot (a unique index must start with the shard key), nor can
+        mongomock, and a collection made by an earlier release has a non-unique index:
+        there the ids of a message that is not new are checked by a read instead (see
+        ``_check_ids_elsewhere``).
+        """
+        existing = await self._collection.index_information()
+        if MESSAGE_ID_INDEX in existing:
+            self._unique_ids = True
+            return
+        if LEGACY_MESSAGE_ID_INDEX in existing or not enforces_unique_array_keys(self._collection):
+            await self._collection.create_index(MESSAGE_ID_KEYS, name=LEGACY_MESSAGE_ID_INDEX)
+            self._unique_ids = False
+            return
         try:
-            await self._collection.create_index(MESSAGE_ID_KEYS, name=MESSAGE_ID_INDEX, **unique)
+            await self._collection.create_index(
+                MESSAGE_ID_KEYS,
+                name=MESSAGE_ID_INDEX,
+                unique=True,
+                partialFilterExpression=MESSAGE_ID_PARTIAL,
+            )
+            self._unique_ids = True
         except OperationFailure as exc:
-            if exc.code != DUPLICATE_KEY:
+            if exc.code == DUPLICATE_KEY:
+                raise ConfigurationError(
+                    f"{self._collection.full_name} holds message ids that appear in more "
+                    "than one thread, so the unique index on messages.id cannot be built; "
+                    "give those messages new ids (for example by copying the threads) and "
+                    "try again"
+                ) from exc
+            if exc.code != CANNOT_CREATE_INDEX:
                 raise
-            raise ConfigurationError(
-                f"{self._collection.full_name} holds message ids that appear in more than one "
-                "thread, so the unique index on messages.id cannot be built; give those "
-                "messages new ids (for example by copying the threads) and try again"
-            ) from exc
-        if LEGACY_MESSAGE_ID_INDEX in await self._collection.index_information():
-            await self._collection.drop_index(LEGACY_MESSAGE_ID_INDEX)
+            await self._collection.create_index(MESSAGE_ID_KEYS, name=LEGACY_MESSAGE_ID_INDEX)
+            self._unique_ids = False
 
     # -- reads -------------------------------------------------------------------------
 
@@ -231,13 +283,53 @@ class AsyncThreadStore:
         """
         _validation.check_id("thread_id", thread_id)
         await self.ensure_indexes()
-        with translated_errors(thread_id):
-            doc = await self._collection.find_one(
-                _updates.by_id(thread_id), _updates.window_projection(last)
-            )
-        if doc is None:
-            raise ThreadNotFoundError(thread_id)
-        return doc
+        for _ in range(PAGED_READ_ATTEMPTS):
+            with translated_errors(thread_id):
+                doc = await self._collection.find_one(
+                    _updates.by_id(thread_id), _updates.window_projection(last)
+                )
+            if doc is None:
+                raise ThreadNotFoundError(thread_id)
+            inline = list(doc.get("messages") or [])
+            if not doc.get(_pages.PAGE_COUNT) or (last is not None and len(inline) >= last):
+                return doc
+            want = None if last is None else last - len(inline)
+            older = await self._paged_messages(doc, want=want)
+            if older is not None:
+                doc["messages"] = older + inline
+                return doc
+        raise StoreUnavailableError(
+            f"thread {thread_id!r} kept changing while its pages were read; try again"
+        )
+
+    async def _paged_messages(
+        self, doc: Mapping[str, Any], *, want: int | None = None, below: int | None = None
+    ) -> list[Document] | None:
+        """Return the newest ``want`` (all, if None) messages of the committed pages
+        numbered below ``below``, oldest first, with pending changes applied; None if a
+        page changed after ``doc`` was read (read again)."""
+        version = int(doc.get("version", 0))
+        pending = list(doc.get(_pages.PENDING) or [])
+        collected: list[list[Document]] = []
+        count = 0
+        upto = int(doc.get(_pages.PAGE_COUNT, 0)) if below is None else below
+        while upto > 0 and (want is None or count < want):
+            # Enough pages for what is wanted, if no message was deleted from them.
+            batch = None if want is None else (want - count) // self._limits.page_size() + 1
+            pages = await self._pages.committed(doc["_id"], upto, newest_first=True, limit=batch)
+            if not pages:
+                break
+            for page in pages:
+                if int(page.get("version", 0)) > version:
+                    return None
+                messages = _pages.apply_pending(
+                    list(page.get("messages") or []), pending, page["n"]
+                )
+                collected.append(messages)
+                count += len(messages)
+            upto = int(pages[-1]["n"])
+        older = [message for messages in reversed(collected) for message in messages]
+        return older if want is None else older[max(0, len(older) - want) :]
 
     async def find(
         self,
@@ -296,33 +388,68 @@ class AsyncThreadStore:
         if before is None:
             return list((await self.load(thread_id, last=limit)).get("messages") or [])
         await self.ensure_indexes()
+        for _ in range(PAGED_READ_ATTEMPTS):
+            found = await self._inline_before(thread_id, before, limit)
+            page = list(found["page"])
+            page_count = int(found.get(_pages.PAGE_COUNT, 0))
+            if found["index"] >= 0 and (len(page) >= limit or not page_count):
+                return page
+            below = None
+            if found["index"] < 0:
+                holder = await self._pages.page_of(thread_id, page_count, before)
+                if holder is None:
+                    raise MessageNotFoundError(thread_id, before)
+                if int(holder.get("version", 0)) > int(found.get("version", 0)):
+                    continue
+                messages = _pages.apply_pending(
+                    list(holder.get("messages") or []), found.get(_pages.PENDING) or [], holder["n"]
+                )
+                ids = [message["id"] for message in messages]
+                if before not in ids:
+                    raise MessageNotFoundError(thread_id, before)
+                position = ids.index(before)
+                page = messages[max(0, position - limit) : position]
+                below = int(holder["n"])
+            if len(page) >= limit:
+                return page
+            older = await self._paged_messages(found, want=limit - len(page), below=below)
+            if older is not None:
+                return older + page
+        raise StoreUnavailableError(
+            f"thread {thread_id!r} kept changing while its pages were read; try again"
+        )
+
+    async def _inline_before(self, thread_id: str, before: str, limit: int) -> Document:
+        """Return the inline messages before ``before`` (``index`` -1 if not inline) and
+        what reading on into the pages needs."""
         with translated_errors(thread_id):
             if has_index_of_array(self._collection):
                 cursor = await self._collection.aggregate(
                     _updates.history_pipeline(thread_id, before, limit)
                 )
-                pages = [doc async for doc in cursor]
+                found = [doc async for doc in cursor]
             else:
-                pages = await self._history_from_ids(thread_id, before, limit)
-        if not pages:
+                found = await self._history_from_ids(thread_id, before, limit)
+        if not found:
             raise ThreadNotFoundError(thread_id)
-        if pages[0]["index"] < 0:
-            raise MessageNotFoundError(thread_id, before)
-        return list(pages[0]["page"])
+        return found[0]
 
     async def _history_from_ids(self, thread_id: str, before: str, limit: int) -> list[Document]:
-        doc = await self._collection.find_one(_updates.by_id(thread_id), {"messages.id": 1})
+        paging = {field: 1 for field in _updates.PAGING_FIELDS}
+        doc = await self._collection.find_one(
+            _updates.by_id(thread_id), {**paging, "messages.id": 1}
+        )
         if doc is None:
             return []
         ids = [message["id"] for message in doc.get("messages") or []]
         index = ids.index(before) if before in ids else -1
         if index <= 0:
-            return [{"index": index, "page": []}]
+            return [{**doc, "index": index, "page": []}]
         start = max(0, index - limit)
         page = await self._collection.find_one(
             _updates.by_id(thread_id), {"messages": {"$slice": [start, index - start]}}
         )
-        return [{"index": index, "page": (page or {}).get("messages") or []}]
+        return [{**doc, "index": index, "page": (page or {}).get("messages") or []}]
 
     async def find_messages(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Document]:
         """Return ``{"_id": thread id, "messages": subdocument}`` for each matching message.
@@ -345,15 +472,20 @@ class AsyncThreadStore:
 
     # -- writes ------------------------------------------------------------------------
 
-    async def insert(self, doc: Mapping[str, Any]) -> None:
-        """Insert a new thread document.
+    async def insert(self, doc: Mapping[str, Any], pages: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Insert a new thread document, and the overflow pages it starts with.
 
         Low-level: a step ``AsyncRoleThread`` uses; apps normally call the ``AsyncRoleThread``
         methods instead, which keep the object's state and the invariants.
 
+        The pages are written first; the thread document, which counts them, commits
+        them. If the document cannot be inserted the pages are deleted again (a crash
+        in between leaves them to ``sweep_blobs``).
+
         Args:
             doc: The whole document, from ``threadmem_mongo._document.thread_to_document``
                 (it must have ``_id`` and ``size_bytes``).
+            pages: Its first pages, from ``threadmem_mongo._pages.page_document``.
 
         Raises:
             ThreadTooLargeError: The document is over the size budget.
@@ -363,28 +495,45 @@ class AsyncThreadStore:
         await self.ensure_indexes()
         if doc["size_bytes"] > DOCUMENT_BUDGET_BYTES:
             raise ThreadTooLargeError(doc["_id"], doc["size_bytes"], DOCUMENT_BUDGET_BYTES)
-        message_ids = [message["id"] for message in doc.get("messages") or []]
-        await self._check_ids_elsewhere(doc["_id"], message_ids)
-        with translated_errors(doc["_id"]):
-            try:
-                await self._collection.insert_one(dict(doc))
-            except DuplicateKeyError as exc:
-                if await self._collection.find_one(_updates.by_id(doc["_id"]), {"_id": 1}):
-                    raise InvalidInputError(
-                        f"a thread with id {doc['_id']!r} exists already"
-                    ) from exc
-                raise _message_id_taken(doc["_id"], message_ids) from exc
+        message_ids = [
+            message["id"] for source in (*pages, doc) for message in source.get("messages") or []
+        ]
+        await self._check_ids_elsewhere(doc["_id"], message_ids, in_pages=True)
+        if pages and not await self._pages.insert_new(pages):
+            raise InvalidInputError(f"a thread with id {doc['_id']!r} exists already")
+        try:
+            with translated_errors(doc["_id"]):
+                try:
+                    await self._collection.insert_one(dict(doc))
+                except DuplicateKeyError as exc:
+                    if await self._collection.find_one(_updates.by_id(doc["_id"]), {"_id": 1}):
+                        raise InvalidInputError(
+                            f"a thread with id {doc['_id']!r} exists already"
+                        ) from exc
+                    raise _message_id_taken(doc["_id"], message_ids) from exc
+        except BaseException:
+            if pages:
+                with contextlib.suppress(ThreadMemError):
+                    await self._pages.delete_uncommitted(doc["_id"], len(pages))
+            raise
 
-    async def _check_ids_elsewhere(self, thread_id: str, message_ids: Sequence[str]) -> None:
-        """On a server that does not enforce the unique ``messages.id`` index, refuse
-        message ids another thread holds with a read (the index does it elsewhere)."""
-        if not message_ids or enforces_unique_array_keys(self._collection):
+    async def _check_ids_elsewhere(
+        self, thread_id: str, message_ids: Sequence[str], *, in_pages: bool = False
+    ) -> None:
+        """Refuse message ids another thread holds, where no index does it: in thread
+        documents on a server that does not enforce the unique ``messages.id`` index, and
+        (with ``in_pages``) in other threads' overflow pages, which the threads
+        collection's index does not see."""
+        if not message_ids:
             return
-        with translated_errors(thread_id):
-            holder = await self._collection.find_one(
-                _updates.message_ids_elsewhere(thread_id, message_ids), {"_id": 1}
-            )
-        if holder is not None:
+        if not self._unique_ids:
+            with translated_errors(thread_id):
+                holder = await self._collection.find_one(
+                    _updates.message_ids_elsewhere(thread_id, message_ids), {"_id": 1}
+                )
+            if holder is not None:
+                raise _message_id_taken(thread_id, message_ids)
+        if in_pages and await self._pages.holds_message_ids(thread_id, message_ids):
             raise _message_id_taken(thread_id, message_ids)
 
     async def append(
@@ -395,6 +544,8 @@ class AsyncThreadStore:
         now: float,
         known_version: int,
         known_size: int = 0,
+        *,
+        new_id: bool = False,
     ) -> tuple[bool, bool]:
         """Append a message in one atomic update (two when others wrote in between).
 
@@ -410,6 +561,8 @@ class AsyncThreadStore:
             known_size: The document size the caller's object last knew of. If the
                 message would not fit in it, the current size is read first (others may
                 have deleted messages), so an oversized message is never sent.
+            new_id: The message's id was just made (a uuid4), so no other thread can
+                hold it and no read checks it.
 
         Returns:
             ``(appended, in_sequence)``: ``appended`` is False if the message had landed
@@ -434,23 +587,32 @@ class AsyncThreadStore:
             current = int(status.get("size_bytes", 0))
             if current + size > DOCUMENT_BUDGET_BYTES:
                 raise ThreadTooLargeError(thread_id, current + size, DOCUMENT_BUDGET_BYTES)
-        await self._check_ids_elsewhere(thread_id, [message_doc["id"]])
-        appended, in_sequence = await self._commutative_update(
-            thread_id, _updates.append_message(thread_id, message_doc, size, now), known_version
-        )
-        if appended:
-            return True, in_sequence
-        with translated_errors(thread_id):
-            status = await self._collection.find_one(
-                _updates.by_id(thread_id),
-                _updates.append_status_projection(message_doc["id"]),
-            )
-        if status is None:
-            raise ThreadNotFoundError(thread_id)
-        if status.get("messages"):
-            return False, False
-        raise ThreadTooLargeError(
-            thread_id, int(status.get("size_bytes", 0)) + size, DOCUMENT_BUDGET_BYTES
+        if not new_id:
+            await self._check_ids_elsewhere(thread_id, [message_doc["id"]], in_pages=True)
+        built = _updates.append_message(thread_id, message_doc, size, now)
+        appended, in_sequence = await self._commutative_update(thread_id, built, known_version)
+        for _ in range(MOVE_ATTEMPTS):
+            if appended:
+                return True, in_sequence
+            with translated_errors(thread_id):
+                status = await self._collection.find_one(
+                    _updates.by_id(thread_id),
+                    _updates.append_status_projection(message_doc["id"]),
+                )
+            if status is None:
+                raise ThreadNotFoundError(thread_id)
+            if status.get("messages"):
+                return False, False
+            current = int(status.get("size_bytes", 0))
+            if current + size > DOCUMENT_BUDGET_BYTES:
+                raise ThreadTooLargeError(thread_id, current + size, DOCUMENT_BUDGET_BYTES)
+            # It fits and is not there: the thread changed between the filter and this
+            # read (deleted and made again under the same id, or emptied): send it again.
+            with translated_errors(thread_id):
+                result = await self._collection.update_one(*built)
+            appended, in_sequence = bool(result.matched_count), False
+        raise StoreUnavailableError(
+            f"thread {thread_id!r} kept changing under an append; try again"
         )
 
     async def _commutative_update(
@@ -540,6 +702,7 @@ class AsyncThreadStore:
         thread_id: str,
         built: tuple[Mapping[str, Any], Mapping[str, Any]],
         known_version: int,
+        page_count: int = 0,
     ) -> bool:
         """Apply an update that needs no version, such as a new expiry.
 
@@ -550,6 +713,8 @@ class AsyncThreadStore:
             thread_id: The thread to change.
             built: The ``(filter, update)`` pair, from ``threadmem_mongo._updates``.
             known_version: The version the caller's object holds.
+            page_count: The overflow pages the caller's object knows of; a new expiry
+                reaches them first.
 
         Returns:
             Whether the thread was still at ``known_version`` (see ``append``).
@@ -558,9 +723,16 @@ class AsyncThreadStore:
             ThreadNotFoundError: No such thread.
         """
         await self.ensure_indexes()
+        expiry = built[1].get("$set", {})
+        if page_count and "expires_at" in expiry:
+            # Pages first, so they never expire before the thread that counts them.
+            await self._pages.keep_until(thread_id, expiry["expires_at"])
         matched, in_sequence = await self._commutative_update(thread_id, built, known_version)
         if not matched:
             raise ThreadNotFoundError(thread_id)
+        if not in_sequence and "expires_at" in expiry:
+            # Others wrote since the caller read the thread: pages may have come since.
+            await self._pages.keep_until(thread_id, expiry["expires_at"])
         return in_sequence
 
     async def delete(self, thread_id: str, *, version: int | None = None) -> bool:
@@ -578,8 +750,9 @@ class AsyncThreadStore:
             Whether the thread was deleted (False: it did not exist, or was no longer at
                 ``version``; nothing was deleted).
 
-        Once the thread is deleted the call succeeds: if releasing its images fails (the
-        server became unreachable), they are left for ``sweep_blobs``.
+        Its overflow pages go with it. Once the thread is deleted the call succeeds: if
+        deleting its pages or releasing its images fails (the server became
+        unreachable), they are left for ``sweep_blobs``.
 
         Raises:
             InvalidInputError: ``thread_id`` is not a string, or ``version`` is not a
@@ -600,7 +773,10 @@ class AsyncThreadStore:
         if doc is None:
             return False
         with contextlib.suppress(ThreadMemError):
-            await self.release_blobs(_updates.blob_ids_of(doc.get("messages") or []))
+            blob_ids = _updates.blob_ids_of(doc.get("messages") or [])
+            blob_ids += await self._pages.blob_ids(thread_id)
+            await self._pages.delete_thread(thread_id)
+            await self.release_blobs(blob_ids)
         return True
 
     async def message(self, thread_id: str, message_id: str) -> Document | None:
@@ -622,7 +798,56 @@ class AsyncThreadStore:
                 _updates.by_id(thread_id), _updates.one_message_projection(message_id)
             )
         messages = (doc or {}).get("messages") or []
-        return messages[0] if messages else None
+        if messages or doc is None or not doc.get(_pages.PAGE_COUNT):
+            return messages[0] if messages else None
+        located = await self.paged_message(doc, message_id)
+        return None if located is None else located[1]
+
+    async def locate(self, thread_id: str, message_id: str) -> tuple[int | None, Document] | None:
+        """Return where a message is: ``(None, message)`` inline, ``(page number,
+        message)`` in a page (pending changes applied), or None if it is not in the thread.
+
+        Low-level: ``AsyncRoleThread`` uses it to choose how to edit a message.
+        """
+        with translated_errors(thread_id):
+            doc = await self._collection.find_one(
+                _updates.by_id(thread_id),
+                {
+                    **_updates.one_message_projection(message_id),
+                    _pages.PAGE_COUNT: 1,
+                    _pages.PENDING: 1,
+                },
+            )
+        if doc is None:
+            return None
+        messages = doc.get("messages") or []
+        if messages:
+            return None, messages[0]
+        located = await self.paged_message(doc, message_id)
+        return None if located is None else (located[0], located[1])
+
+    async def paged_message(
+        self, doc: Mapping[str, Any], message_id: str
+    ) -> tuple[int, Document] | None:
+        """Return ``(page number, message)`` of a message in the thread's pages, with
+        pending changes applied, or None if no committed page holds it.
+
+        Args:
+            doc: The thread document, with at least ``page_count`` and ``pending``.
+            message_id: The message's id.
+        """
+        holder = await self._pages.page_of(
+            doc["_id"], int(doc.get(_pages.PAGE_COUNT, 0)), message_id
+        )
+        if holder is None:
+            return None
+        messages = _pages.apply_pending(
+            list(holder.get("messages") or []), doc.get(_pages.PENDING) or [], holder["n"]
+        )
+        for message in messages:
+            if message["id"] == message_id:
+                return int(holder["n"]), message
+        return None
 
     async def messages_after(self, thread_id: str, message_id: str) -> tuple[int, list[Document]]:
         """Return the thread's version and the messages after ``message_id``, in order.
@@ -648,9 +873,15 @@ class AsyncThreadStore:
             found = [doc async for doc in cursor]
         if not found:
             raise ThreadNotFoundError(thread_id)
-        if found[0]["index"] < 0:
-            raise MessageNotFoundError(thread_id, message_id)
-        return int(found[0]["version"]), list(found[0]["page"])
+        if found[0]["index"] >= 0:
+            return int(found[0]["version"]), list(found[0]["page"])
+        if found[0].get(_pages.PAGE_COUNT):
+            # Older than the inline messages: read the thread whole (a rare catch-up).
+            whole = await self.load(thread_id)
+            ids = [message["id"] for message in whole.get("messages") or []]
+            if message_id in ids:
+                return int(whole["version"]), whole["messages"][ids.index(message_id) + 1 :]
+        raise MessageNotFoundError(thread_id, message_id)
 
     async def catch_up(self, thread_id: str, message_id: str) -> Document | None:
         """Return the thread's counters and the messages after ``message_id``, in one read.
@@ -675,6 +906,158 @@ class AsyncThreadStore:
             )
             found = [doc async for doc in cursor]
         return found[0] if found else None
+
+    # -- overflow pages -----------------------------------------------------------------
+
+    async def move_overflow(self, thread_id: str) -> Document | None:
+        """Move the thread's oldest inline messages to a new page, if it is over the limits.
+
+        Low-level: ``AsyncRoleThread`` calls it after a post that took the thread over
+        ``max_inline_messages`` or ``max_inline_bytes``; ``threadmem compact`` calls it
+        for threads written before the limits existed. The page is written first, then
+        one update conditional on the version read commits it; readers never see a
+        message twice or miss one, and a process that dies in between leaves a page
+        the next move replaces.
+
+        Args:
+            thread_id: The thread.
+
+        Returns:
+            ``{"version", "moved", "moved_bytes"}`` of the move this call committed (the
+                version it was based on), or None when none was needed or another writer
+                came first.
+        """
+        if not self._limits.enabled:
+            return None
+        await self.ensure_indexes()
+        size = self._limits.page_size()
+        for _ in range(MOVE_ATTEMPTS):
+            with translated_errors(thread_id):
+                head = await self._collection.find_one(
+                    _updates.by_id(thread_id), _pages.head_projection(size)
+                )
+            if head is None:
+                return None
+            inline = int(head.get("message_count", 0)) - int(head.get(_pages.PAGED_COUNT, 0))
+            if not self._limits.needs_move(inline, int(head.get("size_bytes", 0))):
+                return None
+            # At least one message stays inline: the newest is what catch-ups look for.
+            moving = list(head.get("messages") or [])[: max(0, inline - 1)]
+            if not moving:
+                return None
+            version = int(head["version"])
+            page = _pages.page_document(
+                thread_id,
+                int(head.get(_pages.PAGE_COUNT, 0)),
+                moving,
+                version,
+                float(head["created"]),
+                head.get("expires_at"),
+            )
+            if not await self._pages.write(page):
+                return None  # a mover with a newer view is at it
+            moved = _pages.moved_bytes(moving)
+            query, update = _updates.move_to_page(
+                thread_id, version, [message["id"] for message in moving], moved, time.time()
+            )
+            with translated_errors(thread_id):
+                result = await self._collection.update_one(query, update)
+            if result.matched_count:
+                return {"version": version, "moved": len(moving), "moved_bytes": moved}
+        return None
+
+    async def change_paged(
+        self,
+        thread_id: str,
+        version: int,
+        built: tuple[Mapping[str, Any], Mapping[str, Any]],
+        records: Sequence[Mapping[str, Any]],
+        *,
+        on_same_version: Callable[[], Exception] | None = None,
+    ) -> int:
+        """Apply a conditional change to messages in pages (see ``_updates.change_paged_messages``).
+
+        Low-level: a step ``AsyncRoleThread`` uses. The change lands with the thread
+        document's update; bringing the pages up to date afterwards may fail without
+        losing it (readers apply what is pending, and the next change completes it).
+
+        Returns:
+            The new version, ``version + 1``.
+
+        Raises:
+            ThreadNotFoundError: No such thread.
+            VersionConflictError: The thread is no longer at ``version``.
+        """
+        new_version = await self.update_at_version(
+            thread_id, version, built, on_same_version=on_same_version
+        )
+        with contextlib.suppress(StoreUnavailableError):
+            await self.complete_pending(thread_id, records)
+        return new_version
+
+    async def complete_pending(self, thread_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Bring pages up to date with pending records, then remove the records.
+
+        Idempotent: safe to call with records another writer completed already.
+
+        Args:
+            thread_id: The thread.
+            records: Its pending records, oldest first.
+        """
+        for record in sorted(records, key=lambda record: int(record["v"])):
+            await self._pages.apply(thread_id, record)
+            with translated_errors(thread_id):
+                await self._collection.update_one(*_updates.pending_applied(thread_id, record))
+
+    async def search_messages(self, filters: Mapping[str, object]) -> list[Document]:
+        """Return ``{"_id": thread id, "messages": message}`` for each message matching
+        ``filters`` by equality, inline or in pages, in thread creation order and then
+        position.
+
+        Low-level: ``RoleThread.find_messages`` and ``RoleMessage.find`` call it.
+
+        Raises:
+            InvalidInputError: An unknown field or a value that is not a scalar.
+        """
+        pipeline = _updates.message_search_pipeline(filters)
+        inline = await self.find_messages(pipeline)
+        element, pre = _updates.message_search_conditions(filters)
+        paged = await self._pages.find_messages(element, pre)
+        if not paged:
+            return inline
+        return await self._merge_paged_results(inline, paged, element)
+
+    async def _merge_paged_results(
+        self, inline: list[Document], paged: list[Document], element: Mapping[str, Any]
+    ) -> list[Document]:
+        thread_ids = list(
+            dict.fromkeys([hit["thread_id"] for hit in paged] + [hit["_id"] for hit in inline])
+        )
+        with translated_errors():
+            cursor = self._collection.find(
+                {"_id": {"$in": thread_ids}},
+                {"created": 1, _pages.PAGE_COUNT: 1, _pages.PENDING: 1},
+            )
+            threads = {doc["_id"]: doc async for doc in cursor}
+        # (thread created, thread id, page number, position, message); inline messages
+        # come after every page of their thread.
+        merged: list[tuple[float, str, int, int, Document]] = []
+        for position, hit in enumerate(inline):
+            created = float(threads.get(hit["_id"], {}).get("created", 0.0))
+            merged.append((created, hit["_id"], _pages.INLINE_PAGE, position, hit["messages"]))
+        for hit in paged:
+            doc = threads.get(hit["thread_id"])
+            if doc is None or hit["n"] >= int(doc.get(_pages.PAGE_COUNT, 0)):
+                continue  # a leftover page, or a thread gone meanwhile
+            current = _pages.apply_pending(
+                [hit["message"]], doc.get(_pages.PENDING) or [], hit["n"]
+            )
+            if current and all(current[0].get(k) == v for k, v in element.items()):
+                merged.append(
+                    (float(doc["created"]), doc["_id"], hit["n"], hit["index"], current[0])
+                )
+        merged.sort(key=lambda item: item[:4])
+        return [{"_id": thread_id, "messages": message} for _, thread_id, _, _, message in merged]
 
     # -- change streams ----------------------------------------------------------------
 
@@ -875,6 +1258,8 @@ class AsyncThreadStore:
         for blob_id in candidates:
             with translated_errors():
                 holder = await self._collection.find_one(_updates.blob_holder(blob_id), {"_id": 1})
+            if holder is None and await self._pages.holds_blob(blob_id):
+                holder = {"page": blob_id}
             (held if holder is not None else released).append(blob_id)
         await self._blobs.unmark_releasing(held)
         await self._blobs.delete(released)
@@ -897,8 +1282,9 @@ class AsyncThreadStore:
         """Delete images uploaded more than ``older_than`` ago that no thread references.
 
         They are left by a process that stopped between writing an image and the
-        message, or by threads the TTL index expired. Chunks whose image was never
-        completed (a write failed after some chunks) are deleted too, once they are
+        message, or by threads the TTL index expired. Overflow pages no thread counts
+        (left by a crash, or by a thread deleted or expired) are deleted too, and so are
+        chunks whose image was never completed (a write failed after some chunks), once they are
         ``older_than``; their ids are returned with the others. A mark left on a held
         image by a release that stopped half-way is cleared. Run it now and then (for
         example daily); ``older_than`` should be well above the time a post takes, so an
@@ -914,5 +1300,17 @@ class AsyncThreadStore:
             StoreUnavailableError: The server could not be reached.
         """
         cutoff = datetime.datetime.now(datetime.timezone.utc) - older_than
+        await self._sweep_pages(cutoff)
         released = await self.release_blobs(await self._blobs.ids_older_than(cutoff))
         return released + await self._blobs.delete_orphan_chunks(cutoff)
+
+    async def _sweep_pages(self, cutoff: datetime.datetime) -> None:
+        """Delete pages written before ``cutoff`` that no thread counts: those of
+        deleted or expired threads, of moves and creations that did not finish."""
+        for thread_id in await self._pages.thread_ids():
+            with translated_errors(thread_id):
+                doc = await self._collection.find_one(
+                    _updates.by_id(thread_id), {_pages.PAGE_COUNT: 1}
+                )
+            page_count = 0 if doc is None else int(doc.get(_pages.PAGE_COUNT, 0))
+            await self._pages.delete_uncounted(thread_id, page_count, cutoff)

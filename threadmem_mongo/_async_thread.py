@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from threadmem_mongo import (
     _document,
+    _pages,
     _updates,
     _validation,
 )
@@ -172,13 +173,29 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
                 written.extend(new)
                 if new:
                     self._state.messages[index] = message.model_copy(update={"images": images})
+            pages = self._first_pages()
             doc = _document.thread_to_document(self._state)
-            await self._store.insert(doc)
+            await self._store.insert(doc, pages)
         except BaseException:
             await self._store.discard_blobs(written)
             raise
         self._state.size_bytes = doc["size_bytes"]
         self._state.message_count = doc["message_count"]
+
+    def _first_pages(self) -> list[dict[str, Any]]:
+        """Split a new thread's messages into the pages it starts with and its inline
+        part (when it starts with more than fit inline), and count them in the state."""
+        state = self._state
+        docs = [_document.message_to_document(message) for message in state.messages]
+        pages, _ = _pages.split_for_pages(docs, self._store.limits)
+        state.page_count = len(pages)
+        state.paged_count = sum(len(page) for page in pages)
+        return [
+            _pages.page_document(
+                state.id, n, page, _pages.CREATION_VERSION, state.created, state.expires_at
+            )
+            for n, page in enumerate(pages)
+        ]
 
     @classmethod
     def _from_document(
@@ -356,7 +373,7 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
             private=_validation.check_bool("private", private),
             metadata=metadata,
         )
-        return await self._append(message)
+        return await self._append(message, new_id=True)
 
     async def add_msg(self, message: RoleMessage) -> RoleMessage:
         """Append an existing message object, keeping its id, in one atomic append.
@@ -393,7 +410,7 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
             message = message.model_copy(update={"thread_id": self.id})
         return await self._append(message)
 
-    async def _append(self, message: RoleMessage) -> RoleMessage:
+    async def _append(self, message: RoleMessage, *, new_id: bool = False) -> RoleMessage:
         # Images go to GridFS first: a crash before the append leaves at most an
         # unreferenced blob (removed by sweep_blobs), never a message pointing at nothing.
         images, written = await self._store.offload_images(message.images)
@@ -404,12 +421,22 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
             now = time.time()
             try:
                 appended, in_sequence = await self._store.append(
-                    self.id, doc, size, now, self._state.version, self._state.size_bytes
+                    self.id,
+                    doc,
+                    size,
+                    now,
+                    self._state.version,
+                    self._state.size_bytes,
+                    new_id=new_id,
                 )
             except StoreUnavailableError as exc:
                 # The append may have landed: keep the blobs, and hand the message back
                 # for a retry, which lands once.
                 exc.unsent = message
+                exc.args = (
+                    f"{exc}. The post may or may not have landed: retry it with "
+                    "thread.add_msg(exc.unsent), which stores it once",
+                )
                 raise
             except BaseException:
                 await self._store.discard_blobs(written)
@@ -431,7 +458,27 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
                 )
             else:
                 await self._follow_others()
+            await self._move_overflow()
         return message
+
+    async def _move_overflow(self) -> None:
+        """Move the oldest inline messages to a page once the thread is over its limits.
+
+        A step after a write that landed, so it never raises: if it fails, the next
+        write past the limits moves them.
+        """
+        state = self._state
+        if not self._store.limits.needs_move(state.inline_count, state.size_bytes):
+            return
+        try:
+            moved = await self._store.move_overflow(self.id)
+        except (StoreUnavailableError, ThreadNotFoundError):
+            return
+        if moved is not None and moved["version"] == state.version:
+            state.version += 1
+            state.page_count += 1
+            state.paged_count += int(moved["moved"])
+            state.size_bytes -= int(moved["moved_bytes"])
 
     async def _follow_others(self) -> None:
         """After a write that landed among others' changes, read what they changed.
@@ -463,15 +510,24 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         page = list(found["page"])
         version = int(found["version"])
         count = int(found["message_count"])
-        # Every change raises the version by one and an append adds one message, so as
-        # many new messages as versions, at the end, means nothing else happened.
-        if version - state.version != len(page) or count != state.message_count + len(page):
+        moves = int(found.get(_pages.PAGE_COUNT, 0)) - state.page_count
+        # Every change raises the version by one; an append adds one message and a move
+        # to a page one page. As many versions as new messages and pages, at the end,
+        # with the fields as this object saved them, means nothing else happened.
+        if (
+            version - state.version != len(page) + moves
+            or count != state.message_count + len(page)
+            or not _document.same_fields(found, self._saved_fields, state)
+        ):
             return False
         state.messages.extend(_document.message_from_document(doc, self.id) for doc in page)
         state.version = version
         state.message_count = count
         state.size_bytes = int(found["size_bytes"])
         state.updated = float(found["updated"])
+        state.page_count = int(found.get(_pages.PAGE_COUNT, 0))
+        state.paged_count = int(found.get(_pages.PAGED_COUNT, 0))
+        state.pending = [dict(record) for record in found.get(_pages.PENDING) or []]
         return True
 
     async def messages(
@@ -542,17 +598,27 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         docs = await self._store.history(self.id, before, limit)
         return [await self._resolve(_document.message_from_document(doc, self.id)) for doc in docs]
 
-    async def _find_message(self, message_id: str) -> tuple[int | None, RoleMessage]:
+    async def _find_message(self, message_id: str) -> tuple[int | None, RoleMessage, int | None]:
         """Return the message's index among the loaded ones (None if it is before the
-        loaded page, then read on its own) and the message."""
-        for index, message in enumerate(self._state.messages):
+        loaded ones, then read on its own), the message, and the number of the page
+        holding it (None when it is inline)."""
+        state = self._state
+        for index, message in enumerate(state.messages):
             if message.id == message_id:
-                return index, message
-        if self._state.offset:
-            doc = await self._store.message(self.id, message_id)
-            if doc is not None:
-                return None, _document.message_from_document(doc, self.id)
-        raise MessageNotFoundError(self.id, message_id)
+                if not state.is_paged(index):
+                    return index, message, None
+                break
+        else:
+            index = None
+            if not state.offset:
+                raise MessageNotFoundError(self.id, message_id)
+        located = await self._store.locate(self.id, message_id)
+        if located is None:
+            raise MessageNotFoundError(self.id, message_id)
+        page, doc = located
+        if index is not None:
+            return index, state.messages[index], page
+        return None, _document.message_from_document(doc, self.id), page
 
     async def update_message(
         self,
@@ -597,18 +663,26 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         if not changes:
             raise InvalidInputError("update_message() needs text, metadata or private")
         async with self._lock:
-            index, old = await self._find_message(message_id)
+            index, old, page = await self._find_message(message_id)
             if "text" in changes:
                 _validation.check_text(changes["text"], has_images=bool(old.images))
                 check_placeholders(changes["text"], len(old.images))
             new = old.model_copy(update=changes)
-            delta = self._size_delta(old, new)
-            built = _updates.edit_message(
-                self.id, self.version, message_id, changes, delta, time.time()
-            )
-            await self._commit(
-                built, on_same_version=lambda: MessageNotFoundError(self.id, message_id)
-            )
+            missing = lambda: MessageNotFoundError(self.id, message_id)  # noqa: E731
+            if page is None:
+                delta = self._size_delta(old, new)
+                built = _updates.edit_message(
+                    self.id, self.version, message_id, changes, delta, time.time()
+                )
+                await self._commit(built, on_same_version=missing)
+            else:
+                record = _pages.pending_record(
+                    self.version + 1, page, set_fields={message_id: changes}
+                )
+                built = _updates.change_paged_messages(
+                    self.id, self.version, [record], "message_updated", [message_id], 0, time.time()
+                )
+                await self._commit(built, on_same_version=missing, records=[record])
             if index is not None:
                 self._state.messages[index] = new
             return new
@@ -630,12 +704,21 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         """
         _validation.check_id("message_id", message_id)
         async with self._lock:
-            index, old = await self._find_message(message_id)
-            size = _document.element_size(_document.message_to_document(old))
-            built = _updates.delete_message(self.id, self.version, message_id, size, time.time())
-            await self._commit(
-                built, on_same_version=lambda: MessageNotFoundError(self.id, message_id)
-            )
+            index, old, page = await self._find_message(message_id)
+            missing = lambda: MessageNotFoundError(self.id, message_id)  # noqa: E731
+            if page is None:
+                size = _document.element_size(_document.message_to_document(old))
+                built = _updates.delete_message(
+                    self.id, self.version, message_id, size, time.time()
+                )
+                await self._commit(built, on_same_version=missing)
+            else:
+                record = _pages.pending_record(self.version + 1, page, pull=[message_id])
+                built = _updates.change_paged_messages(
+                    self.id, self.version, [record], "message_deleted", [message_id], 1, time.time()
+                )
+                await self._commit(built, on_same_version=missing, records=[record])
+                self._state.paged_count -= 1
             if index is not None:
                 del self._state.messages[index]
             self._state.message_count -= 1
@@ -712,6 +795,7 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
                 if checked is not None:
                     self._state.metadata = checked
                     self._saved_fields["metadata"] = copy.deepcopy(checked)
+                await self._move_overflow()
         except StoreUnavailableError:
             # The update may have landed: keep the blobs its messages may refer to.
             raise
@@ -741,25 +825,53 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
                     changed[index] = message.model_copy(update={"images": [], "text": text})
             if not changed:
                 return
-            delta = sum(
-                self._size_delta(self._state.messages[i], new) for i, new in changed.items()
-            )
+            state = self._state
+            inline = {i: new for i, new in changed.items() if not state.is_paged(i)}
+            paged = {new.id: new for i, new in changed.items() if state.is_paged(i)}
+            delta = sum(self._size_delta(state.messages[i], new) for i, new in inline.items())
             built = _updates.edit_messages_at(
                 self.id,
                 self.version,
-                {i: {"images": [], "text": new.text} for i, new in changed.items()},
+                {
+                    state.inline_index(i): {"images": [], "text": new.text}
+                    for i, new in inline.items()
+                },
                 [new.id for new in changed.values()],
                 delta,
                 time.time(),
                 # The references go with the images, so the blobs can be released.
                 unset=["blobs"],
             )
-            await self._commit(built)
+            records = await self._image_removals(paged)
+            if records:
+                built = _updates.with_pending(built, records)
+            await self._commit(built, records=records or None)
             dropped = [self._state.messages[index] for index in changed]
             for index, new in changed.items():
                 self._state.messages[index] = new
         docs = [_document.message_to_document(message) for message in dropped]
         await self._store.release_blobs(_updates.blob_ids_of(docs))
+
+    async def _image_removals(self, paged: dict[str, RoleMessage]) -> list[dict[str, Any]]:
+        """One pending record per page, stripping the images of messages ``paged``."""
+        if not paged:
+            return []
+        pages = await self._store.pages.numbers_of(self.id, self._state.page_count, list(paged))
+        by_page: dict[int, list[str]] = {}
+        for message_id in paged:
+            if message_id not in pages:
+                # Gone from the pages since this object read them: the version moved.
+                raise VersionConflictError(self.id, self.version, self.version + 1)
+            by_page.setdefault(pages[message_id], []).append(message_id)
+        return [
+            _pages.pending_record(
+                self.version + 1,
+                page,
+                set_fields={i: {"images": [], "text": paged[i].text} for i in ids},
+                unset_fields={i: ["blobs"] for i in ids},
+            )
+            for page, ids in sorted(by_page.items())
+        ]
 
     @staticmethod
     def _size_delta(old: RoleMessage, new: RoleMessage) -> int:
@@ -821,7 +933,7 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         Writes nothing when they are unchanged and no message is given. With ``append``,
         the message is appended in the same atomic update: the fields and the message
         land together, only if nobody changed the thread since this object read it, or
-        neither does. That counts as two changes, so the version rises by two.
+        neither does. The version rises by one.
 
         Args:
             append: A message to append together with the fields, as ``add_msg`` takes
@@ -843,6 +955,7 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
             fields = _document.editable_fields(self._state)
             if message is not None:
                 await self._save_and_append(fields, message)
+                await self._move_overflow()
             elif fields == self._saved_fields:
                 return
             else:
@@ -885,8 +998,6 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         except BaseException:
             await self._store.discard_blobs(written)
             raise
-        # _commit counted one change; the append is the second.
-        self._state.version += 1
         self._state.messages.append(stored)
         self._state.message_count += 1
         self._resolved.update(
@@ -900,15 +1011,32 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         built: tuple[dict[str, Any], dict[str, Any]],
         *,
         on_same_version: Callable[[], Exception] | None = None,
+        records: list[dict[str, Any]] | None = None,
     ) -> None:
+        """Send a change conditional on this object's version, and account for it.
+
+        With ``records`` (changes to messages in pages) the changes still pending from
+        earlier writers are completed first, so pages take changes in order.
+        """
         update = built[1]
         last_change_bytes = _updates.account_last_change(update, self._state.last_change_bytes)
         grown = self._state.size_bytes + int(update["$inc"].get("size_bytes", 0))
         if grown > DOCUMENT_BUDGET_BYTES:
             raise ThreadTooLargeError(self.id, grown, DOCUMENT_BUDGET_BYTES)
-        self._state.version = await self._store.update_at_version(
-            self.id, self.version, built, on_same_version=on_same_version
-        )
+        if records:
+            if self._state.pending:
+                await self._store.complete_pending(self.id, self._state.pending)
+                grown -= sum(_pages.record_size(record) for record in self._state.pending)
+                self._state.pending = []
+            self._state.version = await self._store.change_paged(
+                self.id, self.version, built, records, on_same_version=on_same_version
+            )
+            # change_paged completed them, unless the pages could not be reached.
+            grown -= sum(_pages.record_size(record) for record in records)
+        else:
+            self._state.version = await self._store.update_at_version(
+                self.id, self.version, built, on_same_version=on_same_version
+            )
         self._state.updated = update["$set"]["updated"]
         self._state.size_bytes = grown
         self._state.last_change_bytes = last_change_bytes
@@ -1003,7 +1131,9 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
             new = _document.expiry_fields(expires_at, seconds)
             delta = _document.fields_size(new) - _document.fields_size(old)
             built = _updates.set_expiry(self.id, expires_at, seconds, delta, now)
-            if not await self._store.touch(self.id, built, self._state.version):
+            if not await self._store.touch(
+                self.id, built, self._state.version, self._state.page_count
+            ):
                 await self._follow_others()
                 return
             self._state.version += 1
@@ -1168,10 +1298,10 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
             InvalidInputError: An unknown field, or a value that is not a scalar.
             ImageNotFoundError: An image stored in GridFS is missing.
         """
-        pipeline = _updates.message_search_pipeline(filters)
+        _updates.message_search_conditions(filters)  # checked before any store is built
         target = store if store is not None else async_default_store()
         found = []
-        for doc in await target.find_messages(pipeline):
+        for doc in await target.search_messages(filters):
             message = _document.message_from_document(doc["messages"], doc["_id"])
             if any(is_blob_ref(image) for image in message.images):
                 images = await target.resolve_images(message.images)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import bson
@@ -63,6 +63,9 @@ THREAD_FIELDS = (
     "expires_at",
     "ttl",
     "last_change",
+    "page_count",
+    "paged_count",
+    "pending",
 )
 
 
@@ -85,11 +88,27 @@ class ThreadState:
     expires_at: datetime.datetime | None = None
     ttl: float | None = None
     last_change_bytes: int = 0
+    page_count: int = 0
+    paged_count: int = 0
+    pending: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def offset(self) -> int:
         """How many messages come before the loaded ones (0 when all are loaded)."""
         return self.message_count - len(self.messages)
+
+    @property
+    def inline_count(self) -> int:
+        """How many messages the thread document itself holds (the rest are in pages)."""
+        return self.message_count - self.paged_count
+
+    def is_paged(self, index: int) -> bool:
+        """Whether the loaded message at ``index`` lives in a page, not inline."""
+        return self.offset + index < self.paged_count
+
+    def inline_index(self, index: int) -> int:
+        """The position in the document's ``messages`` array of loaded message ``index``."""
+        return self.offset + index - self.paged_count
 
 
 def message_to_document(message: RoleMessage) -> dict[str, Any]:
@@ -143,6 +162,17 @@ def fields_size(fields: Mapping[str, Any]) -> int:
     return len(bson.encode(dict(fields)))
 
 
+def same_fields(found: Mapping[str, Any], saved: Mapping[str, Any], state: ThreadState) -> bool:
+    """Whether the thread fields in ``found`` (as read) are those an object holds: the
+    editable ones as it last saved or read them (``saved``), its roles and its expiry."""
+    return (
+        all(found.get(name) == value for name, value in saved.items())
+        and list(found.get("roles") or []) == [role_to_document(r) for r in state.roles.values()]
+        and aware_utc(found.get("expires_at")) == state.expires_at
+        and found.get("ttl") == state.ttl
+    )
+
+
 def editable_fields(state: ThreadState) -> dict[str, Any]:
     """Return the fields ``save()`` writes."""
     return {"public": state.public, "name": state.name, "metadata": state.metadata}
@@ -166,6 +196,13 @@ def thread_to_document(state: ThreadState) -> dict[str, Any]:
         "expires_at": state.expires_at,
         "ttl": state.ttl,
     }
+    if state.page_count:
+        # Created with more messages than fit inline: its first pages are written before
+        # this document, which commits them.
+        doc["messages"] = doc["messages"][state.paged_count :]
+        doc["message_count"] = len(state.messages)
+        doc["page_count"] = state.page_count
+        doc["paged_count"] = state.paged_count
     # Each element is counted as element_size() counts it, so removing one later never
     # takes the estimate below the real size; the extra one covers size_bytes growing
     # from an int32 to an int64.
@@ -195,6 +232,9 @@ def thread_from_document(doc: Mapping[str, Any]) -> ThreadState:
         expires_at=aware_utc(doc.get("expires_at")),
         ttl=doc.get("ttl"),
         last_change_bytes=last_change_size(doc.get("last_change")),
+        page_count=int(doc.get("page_count", 0)),
+        paged_count=int(doc.get("paged_count", 0)),
+        pending=[dict(record) for record in doc.get("pending") or []],
     )
 
 

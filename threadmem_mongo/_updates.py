@@ -14,12 +14,13 @@ Every write increments ``version`` by one and sets ``updated``.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from threadmem_mongo import _validation
 from threadmem_mongo._document import THREAD_FIELDS, fields_size
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
+from threadmem_mongo._pages import PAGE_COUNT, PAGED_COUNT, PENDING, record_size
 from threadmem_mongo.errors import InvalidInputError
 
 Filter = dict[str, Any]
@@ -92,11 +93,13 @@ def history_pipeline(thread_id: str, before: str, limit: int) -> list[dict[str, 
     index = {"$indexOfArray": [ids, literal(before)]}
     limit = min(limit, MAX_SLICE)
     start = {"$max": [0, {"$subtract": ["$index", limit]}]}
+    paging = {field: 1 for field in PAGING_FIELDS}
     return [
         {"$match": by_id(thread_id)},
-        {"$project": {"index": index, "messages": 1}},
+        {"$project": {**paging, "index": index, "messages": 1}},
         {
             "$project": {
+                **paging,
                 "index": 1,
                 "page": {
                     "$cond": [
@@ -115,9 +118,26 @@ def one_message_projection(message_id: str) -> dict[str, Any]:
     return {"version": 1, "messages": {"$elemMatch": {"id": message_id}}}
 
 
+#: What a read of part of the inline messages also returns, to go on into the pages.
+PAGING_FIELDS = ("version", "page_count", "paged_count", "pending")
+
 #: Counters returned with the messages after a given one, to tell whether only appends
-#: happened since (see ``AsyncThreadStore.catch_up``).
-CATCH_UP_FIELDS = ("version", "message_count", "size_bytes", "updated")
+#: (and moves to pages) happened since (see ``AsyncThreadStore.catch_up``).
+CATCH_UP_FIELDS = (
+    "version",
+    "message_count",
+    "size_bytes",
+    "updated",
+    "page_count",
+    "paged_count",
+    "pending",
+    "public",
+    "name",
+    "metadata",
+    "roles",
+    "expires_at",
+    "ttl",
+)
 
 
 def messages_after_pipeline(thread_id: str, message_id: str) -> list[dict[str, Any]]:
@@ -259,15 +279,14 @@ def set_fields_and_append(
 ) -> tuple[Filter, Update]:
     """Replace ``fields`` and append one message together, if still at ``version``.
 
-    It counts as two changes, so the version rises by two: a writer catching up on
-    others' appends (one version per new message) then sees that something besides an
-    append happened and re-reads the fields. The filter excludes a message with the
-    same id, so a miss at the same version means the message is there already.
+    One change, like any other: a writer catching up on others' appends compares the
+    fields too, so it sees that they changed and re-reads them. The filter excludes a
+    message with the same id, so a miss at the same version means the message is there
+    already.
     """
     query = at_version(thread_id, version)
     query["messages.id"] = {"$ne": message_doc["id"]}
     update = _stamp(now, size_delta=size_delta, count_delta=1)
-    update["$inc"]["version"] = 2
     update["$set"].update(fields)
     update["$push"] = {"messages": dict(message_doc)}
     return query, update
@@ -427,6 +446,28 @@ def _metadata_filter(value: object) -> Filter:
     return query
 
 
+def message_search_conditions(filters: Mapping[str, object]) -> tuple[Filter, Filter]:
+    """The equality conditions of a message search: ``(on the message, on the page)``.
+
+    Raises:
+        InvalidInputError: An unknown field or a non-scalar value.
+    """
+    element: Filter = {}
+    page: Filter = {}
+    for field, value in filters.items():
+        if field not in MESSAGE_FILTER_FIELDS:
+            raise InvalidInputError(
+                f"cannot filter messages on {field!r}; use one of "
+                f"{', '.join(MESSAGE_FILTER_FIELDS)}"
+            )
+        checked = _validation.check_filter_value(field, value)
+        if field == "thread_id":
+            page["thread_id"] = checked
+        else:
+            element[field] = checked
+    return element, page
+
+
 def message_search_pipeline(filters: Mapping[str, object]) -> list[dict[str, Any]]:
     """Aggregation for ``RoleMessage.find``: unwind only the threads that hold a match.
 
@@ -436,19 +477,10 @@ def message_search_pipeline(filters: Mapping[str, object]) -> list[dict[str, Any
     Raises:
         InvalidInputError: An unknown field or a non-scalar value.
     """
-    element: Filter = {}
-    for field, value in filters.items():
-        if field not in MESSAGE_FILTER_FIELDS:
-            raise InvalidInputError(
-                f"cannot filter messages on {field!r}; use one of "
-                f"{', '.join(MESSAGE_FILTER_FIELDS)}"
-            )
-        checked = _validation.check_filter_value(field, value)
-        if field != "thread_id":
-            element[field] = checked
+    element, pages_pre = message_search_conditions(filters)
     pre: Filter = {}
-    if "thread_id" in filters:
-        pre["_id"] = filters["thread_id"]
+    if "thread_id" in pages_pre:
+        pre["_id"] = pages_pre["thread_id"]
     if element:
         pre["messages"] = {"$elemMatch": element}
     return [
@@ -458,3 +490,89 @@ def message_search_pipeline(filters: Mapping[str, object]) -> list[dict[str, Any
         {"$unwind": "$messages"},
         {"$match": {f"messages.{key}": value for key, value in element.items()}},
     ]
+
+
+# -- overflow pages (the page documents themselves are built in _pages) ------------------
+
+
+def move_to_page(
+    thread_id: str,
+    version: int,
+    message_ids: Sequence[str],
+    moved: int,
+    now: float,
+) -> tuple[Filter, Update]:
+    """Commit a move: the messages now in page ``page_count`` leave the inline array.
+
+    Conditional on ``version``: only the mover whose view is current commits, so the
+    page it wrote holds exactly the messages it removes. No ``last_change``: nothing
+    changed for a reader, and watchers skip an update that raises ``page_count``.
+    """
+    update: Update = {
+        "$pull": {"messages": {"id": {"$in": list(message_ids)}}},
+        "$inc": {"version": 1, PAGE_COUNT: 1, PAGED_COUNT: len(message_ids), "size_bytes": -moved},
+        "$set": {"updated": now},
+    }
+    return at_version(thread_id, version), update
+
+
+def change_paged_messages(
+    thread_id: str,
+    version: int,
+    records: Sequence[Mapping[str, Any]],
+    op: str,
+    message_ids: Iterable[str],
+    removed: int,
+    now: float,
+) -> tuple[Filter, Update]:
+    """Record changes to messages in pages, if the thread is still at ``version``.
+
+    The records (from ``_pages.pending_record``) enter ``pending`` in the same update
+    that raises the version, so the change lands atomically with the thread document;
+    the pages are brought up to date afterwards (``pending_applied``).
+
+    Args:
+        thread_id: The thread.
+        version: The version the change is based on.
+        records: One pending record per page changed.
+        op: ``message_updated`` or ``message_deleted``, for watchers.
+        message_ids: The messages changed, for watchers.
+        removed: How many messages the change deletes.
+        now: The time to stamp as ``updated``.
+    """
+    update = _stamp(
+        now,
+        size_delta=sum(record_size(record) for record in records),
+        count_delta=-removed,
+    )
+    if removed:
+        update["$inc"][PAGED_COUNT] = -removed
+    update["$push"] = {PENDING: {"$each": [dict(record) for record in records]}}
+    update["$set"]["last_change"] = _last_change(op, message_ids, version)
+    return at_version(thread_id, version), update
+
+
+def pending_applied(thread_id: str, record: Mapping[str, Any]) -> tuple[Filter, Update]:
+    """Remove a pending record its page now holds. No version change: the change it
+    records counted when it landed. Matches only while the record is there, so its
+    bytes are taken off ``size_bytes`` once."""
+    query: Filter = {"_id": thread_id, f"{PENDING}.v": record["v"]}
+    update: Update = {
+        "$pull": {PENDING: {"v": record["v"]}},
+        "$inc": {"size_bytes": -record_size(record)},
+    }
+    return query, update
+
+
+def with_pending(
+    built: tuple[Filter, Update], records: Sequence[Mapping[str, Any]]
+) -> tuple[Filter, Update]:
+    """``built`` (a change conditional on the version) that also records changes to
+    messages in pages, landing together with it (see ``change_paged_messages``)."""
+    query, update = built
+    merged: Update = {key: dict(value) for key, value in update.items()}
+    merged["$inc"]["size_bytes"] = merged["$inc"].get("size_bytes", 0) + sum(
+        record_size(record) for record in records
+    )
+    merged["$push"] = {PENDING: {"$each": [dict(record) for record in records]}}
+    return dict(query), merged

@@ -42,6 +42,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "threadmem_mongo"
 #: async source -> generated sync module
 MODULES = {
     "_async_blobs.py": "_blobs.py",
+    "_async_page_store.py": "_page_store.py",
     "_async_store.py": "_store.py",
     "_async_thread.py": "_thread.py",
     "_async_thread_formats.py": "_thread_formats.py",
@@ -58,6 +59,7 @@ NAMES = {
     "AsyncCollection": "Collection",
     "AsyncDatabase": "Database",
     "AsyncBlobStore": "BlobStore",
+    "AsyncPageStore": "PageStore",
     "AsyncChangeStream": "ChangeStream",
     "AsyncIterator": "Iterator",
     "AsyncGenerator": "Generator",
@@ -68,6 +70,7 @@ NAMES = {
     "async_default_store": "default_store",
     "_async_store": "_store",
     "_async_blobs": "_blobs",
+    "_async_page_store": "_page_store",
     "_async_thread": "_thread",
     "_async_thread_formats": "_thread_formats",
     "_async_thread_watch": "_thread_watch",

@@ -92,11 +92,27 @@ command(admin.getSiblingDB("threadmem"), {
   indexes: [
     { key: { owner_id: 1, created: 1 }, name: "owner_created" },
     { key: { created: 1 }, name: "created" },
-    { key: { "messages.id": 1 }, name: "message_id" },
     { key: { "messages.blobs": 1 }, name: "message_blobs" },
+    // Not unique: a unique index on a sharded collection must start with the shard key.
+    // The library then checks the id of a message it did not make with a read.
+    { key: { "messages.id": 1 }, name: "message_id" },
     // The TTL index: each shard's TTL monitor deletes its threads once expires_at passes.
     { key: { expires_at: 1 }, expireAfterSeconds: 0, name: "expires_at" },
   ],
 });
 
-print("sharded cluster ready: threadmem.threads is sharded on { _id: \"hashed\" }");
+// Overflow pages of long threads, sharded on their thread's id so that a thread's pages
+// stay together on one shard, with the indexes PageStore.ensure_indexes() creates.
+command(admin, { shardCollection: "threadmem.threads.pages", key: { thread_id: "hashed" } });
+command(admin.getSiblingDB("threadmem"), {
+  createIndexes: "threads.pages",
+  indexes: [
+    { key: { thread_id: 1, n: 1 }, unique: true, name: "thread_page" },
+    { key: { "messages.id": 1 }, name: "message_id" },
+    { key: { "messages.blobs": 1 }, name: "message_blobs" },
+    // Pages expire with their thread (never before it).
+    { key: { expires_at: 1 }, expireAfterSeconds: 0, name: "expires_at" },
+  ],
+});
+
+print("sharded cluster ready: threadmem.threads is sharded on { _id: \"hashed\" }, threadmem.threads.pages on { thread_id: \"hashed\" }");

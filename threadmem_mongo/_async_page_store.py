@@ -1,0 +1,266 @@
+"""The overflow pages of long threads: one collection, ``<threads collection>.pages``.
+
+What a page is, and the rules that keep pages consistent with their thread document,
+are in ``threadmem_mongo._pages``; this class only reads and writes page documents.
+``AsyncThreadStore`` owns one and decides when it is used.
+
+This file is the source of both twins: ``tools/synchro.py`` turns it into the
+synchronous ``_page_store.py``. Edit this file, then run ``python tools/synchro.py``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from threadmem_mongo import _pages
+from threadmem_mongo._driver import translated_errors
+
+Document = dict[str, Any]
+
+#: Indexes of the pages collection: a thread's pages in order (and unique), a message
+#: by id, who references an image blob, and the TTL index expiring pages with threads.
+PAGE_INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
+    ("thread_page", [("thread_id", ASCENDING), ("n", ASCENDING)], {"unique": True}),
+    ("message_id", [("messages.id", ASCENDING)], {}),
+    ("message_blobs", [("messages.blobs", ASCENDING)], {}),
+    ("expires_at", [("expires_at", ASCENDING)], {"expireAfterSeconds": 0}),
+)
+
+
+class AsyncPageStore:
+    """Reads and writes the page documents of one threads collection.
+
+    Args:
+        collection: The pages collection (``<threads collection>.pages``).
+    """
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._collection = collection
+
+    @property
+    def collection(self) -> AsyncCollection[Document]:
+        """The pages collection."""
+        return self._collection
+
+    async def ensure_indexes(self) -> None:
+        """Create the pages collection's indexes. Idempotent."""
+        with translated_errors():
+            for name, keys, options in PAGE_INDEXES:
+                await self._collection.create_index(keys, name=name, **options)
+
+    async def write(self, page: Mapping[str, Any]) -> bool:
+        """Write a page built from the thread at ``page["version"]``.
+
+        It replaces a leftover page of the same number written from an older (or the
+        same) view, and gives way to one written from a newer view.
+
+        Args:
+            page: From ``threadmem_mongo._pages.page_document``.
+
+        Returns:
+            False when a page written from a newer view is there (nothing was written).
+        """
+        query = _pages.page_write_filter(page["thread_id"], page["n"], page["version"])
+        with translated_errors(page["thread_id"]):
+            try:
+                await self._collection.replace_one(query, dict(page), upsert=True)
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def insert_new(self, pages: Sequence[Mapping[str, Any]]) -> bool:
+        """Insert the pages of a thread being created, before its document commits them.
+
+        Args:
+            pages: Page documents of one new thread, at ``_pages.CREATION_VERSION``.
+
+        Returns:
+            False, having written nothing, when a page of that thread id exists already
+                (the thread does).
+        """
+        if pages:
+            with translated_errors(pages[0]["thread_id"]):
+                try:
+                    await self._collection.insert_many([dict(page) for page in pages])
+                except DuplicateKeyError:
+                    return False
+        return True
+
+    async def delete_uncommitted(self, thread_id: str, count: int) -> None:
+        """Delete the first ``count`` pages of a creation that failed, if still as written
+        (a move may have replaced one meanwhile; that one is not deleted)."""
+        with translated_errors(thread_id):
+            await self._collection.delete_many(
+                {"thread_id": thread_id, "n": {"$lt": count}, "version": _pages.CREATION_VERSION}
+            )
+
+    async def committed(
+        self,
+        thread_id: str,
+        page_count: int,
+        *,
+        newest_first: bool = False,
+        below: int | None = None,
+        limit: int | None = None,
+    ) -> list[Document]:
+        """Return the thread's committed pages, in page order (or newest first).
+
+        Args:
+            thread_id: The thread.
+            page_count: How many pages its document counts.
+            newest_first: Newest page first.
+            below: Only pages numbered below this one.
+            limit: At most this many pages.
+
+        Returns:
+            The page documents.
+        """
+        upto = page_count if below is None else min(page_count, below)
+        if upto <= 0:
+            return []
+        query = _pages.committed_pages_filter(thread_id, upto)
+        with translated_errors(thread_id):
+            cursor = self._collection.find(query).sort(
+                "n", DESCENDING if newest_first else ASCENDING
+            )
+            if limit is not None:
+                cursor = cursor.limit(limit)
+            return [page async for page in cursor]
+
+    async def page_of(self, thread_id: str, page_count: int, message_id: str) -> Document | None:
+        """Return the committed page holding ``message_id``, or None."""
+        if page_count <= 0:
+            return None
+        with translated_errors(thread_id):
+            return await self._collection.find_one(
+                _pages.page_of_message_filter(thread_id, page_count, message_id)
+            )
+
+    async def numbers_of(
+        self, thread_id: str, page_count: int, message_ids: Sequence[str]
+    ) -> dict[str, int]:
+        """Return the committed page number of each of ``message_ids`` found in a page."""
+        if page_count <= 0 or not message_ids:
+            return {}
+        query = {
+            **_pages.committed_pages_filter(thread_id, page_count),
+            "messages.id": {"$in": list(message_ids)},
+        }
+        wanted = set(message_ids)
+        with translated_errors(thread_id):
+            cursor = self._collection.find(query, {"n": 1, "messages.id": 1})
+            return {
+                message["id"]: int(page["n"])
+                async for page in cursor
+                for message in page.get("messages") or []
+                if message["id"] in wanted
+            }
+
+    async def apply(self, thread_id: str, record: Mapping[str, Any]) -> None:
+        """Apply a pending change to its page. Idempotent.
+
+        Args:
+            thread_id: The thread.
+            record: From ``threadmem_mongo._pages.pending_record``.
+        """
+        with translated_errors(thread_id):
+            for query, update in _pages.page_change_updates(thread_id, record):
+                await self._collection.update_one(query, update)
+
+    async def blob_ids(self, thread_id: str) -> list[str]:
+        """Return the image blob ids the thread's pages (committed or not) reference."""
+        with translated_errors(thread_id):
+            cursor = self._collection.find({"thread_id": thread_id}, {"messages.blobs": 1})
+            return [
+                blob_id
+                async for page in cursor
+                for message in page.get("messages") or []
+                for blob_id in message.get("blobs") or []
+            ]
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Delete every page of a thread (committed or not)."""
+        with translated_errors(thread_id):
+            await self._collection.delete_many({"thread_id": thread_id})
+
+    async def holds_blob(self, blob_id: str) -> bool:
+        """Return whether a page references image ``blob_id``."""
+        with translated_errors():
+            return (
+                await self._collection.find_one({"messages.blobs": blob_id}, {"_id": 1}) is not None
+            )
+
+    async def holds_message_ids(self, thread_id: str, message_ids: Iterable[str]) -> bool:
+        """Return whether a page of another thread holds one of ``message_ids``."""
+        ids = list(message_ids)
+        if not ids:
+            return False
+        with translated_errors(thread_id):
+            found = await self._collection.find_one(
+                {"thread_id": {"$ne": thread_id}, "messages.id": {"$in": ids}}, {"_id": 1}
+            )
+        return found is not None
+
+    async def keep_until(self, thread_id: str, expires_at: datetime.datetime | None) -> None:
+        """Make the thread's pages expire no earlier than ``expires_at`` (None: never)."""
+        with translated_errors(thread_id):
+            if expires_at is None:
+                await self._collection.update_many(
+                    {"thread_id": thread_id}, {"$set": {"expires_at": None}}
+                )
+            else:
+                await self._collection.update_many(
+                    {"thread_id": thread_id, "expires_at": {"$ne": None}},
+                    {"$max": {"expires_at": expires_at}},
+                )
+
+    async def find_messages(
+        self, element: Mapping[str, Any], pre: Mapping[str, Any]
+    ) -> list[Document]:
+        """Return ``{"thread_id", "created", "n", "index", "message"}`` for each matching
+        message of any page (committed or not: the caller keeps the committed ones).
+
+        Args:
+            element: Equality conditions on message fields.
+            pre: Conditions on the page (``thread_id``).
+        """
+        query: Document = dict(pre)
+        if element:
+            query["messages"] = {"$elemMatch": dict(element)}
+        found: list[Document] = []
+        with translated_errors():
+            cursor = self._collection.find(query).sort([("created", 1), ("thread_id", 1), ("n", 1)])
+            async for page in cursor:
+                for index, message in enumerate(page.get("messages") or []):
+                    if all(message.get(key) == value for key, value in element.items()):
+                        found.append(
+                            {
+                                "thread_id": page["thread_id"],
+                                "created": page.get("created"),
+                                "n": page["n"],
+                                "index": index,
+                                "message": message,
+                            }
+                        )
+        return found
+
+    async def delete_uncounted(
+        self, thread_id: str, page_count: int, cutoff: datetime.datetime
+    ) -> None:
+        """Delete the thread's pages numbered ``page_count`` or more (no thread document
+        counts them) that were written before ``cutoff``."""
+        with translated_errors(thread_id):
+            await self._collection.delete_many(
+                {"thread_id": thread_id, "n": {"$gte": page_count}, "written_at": {"$lt": cutoff}}
+            )
+
+    async def thread_ids(self) -> list[str]:
+        """Return the ids of every thread that has pages."""
+        with translated_errors():
+            return [str(value) for value in await self._collection.distinct("thread_id")]
