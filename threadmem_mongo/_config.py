@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.uri_parser import parse_uri
 
-from threadmem_mongo import _embedded
+from threadmem_mongo import _embedded, _pages
 from threadmem_mongo._document import COLLECTION_NAME
-from threadmem_mongo.errors import ConfigurationError
+from threadmem_mongo.errors import ConfigurationError, InvalidInputError
 
 if TYPE_CHECKING:
     from threadmem_mongo._async_store import AsyncThreadStore
@@ -46,6 +46,8 @@ def configure(
     *,
     timeout: float | None = None,
     allow_local_images: bool = True,
+    max_inline_messages: int | None = _pages.DEFAULT_MAX_INLINE_MESSAGES,
+    max_inline_bytes: int = _pages.DEFAULT_MAX_INLINE_BYTES,
 ) -> None:
     """Choose the MongoDB the library uses when no ``store=`` is passed.
 
@@ -63,23 +65,45 @@ def configure(
         allow_local_images: Whether ``post(images=...)`` may read local files named by a
             path. Turn it off in apps that pass client input to ``post()``: with it on, a
             client could have the server read any image file the process can read.
+        max_inline_messages: How many messages a thread document holds before its
+            oldest move to an overflow page (default 200); None keeps every message in
+            the thread document, as far as MongoDB's 16 MB limit allows.
+        max_inline_bytes: How large a thread document may grow before its oldest
+            messages move to a page (default 1 MiB).
 
     Raises:
         ConfigurationError: Both ``uri`` and ``client`` are given, ``timeout`` is not
-            a positive number, or ``allow_local_images`` is not a bool. A malformed URI
-            is reported at first use.
+            a positive number, ``allow_local_images`` is not a bool, or an inline limit
+            is not a whole number (at least 2 messages, 1 byte). A malformed URI is
+            reported at first use.
     """
     global _default
     if uri is not None and client is not None:
         raise ConfigurationError("pass either uri or client to configure(), not both")
     _check_timeout(timeout)
     _check_flag("allow_local_images", allow_local_images)
+    limits = _checked_limits(max_inline_messages, max_inline_bytes)
     with _lock:
         _close_owned()
         _settings.clear()
         _settings.update({"uri": uri, "client": client, "database": database, "timeout": timeout})
         _settings["allow_local_images"] = allow_local_images
+        _settings["limits"] = limits
         _default = None
+
+
+def _checked_limits(max_messages: object, max_bytes: object) -> _pages.Limits:
+    try:
+        return _pages.checked_limits(max_messages, max_bytes)
+    except InvalidInputError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _limit_options(limits: _pages.Limits | None) -> dict[str, Any]:
+    """The ``ThreadStore`` options of configured limits (the defaults if none)."""
+    if limits is None:
+        return {}
+    return {"max_inline_messages": limits.max_messages, "max_inline_bytes": limits.max_bytes}
 
 
 def reset() -> None:
@@ -104,6 +128,8 @@ def configure_async(
     *,
     timeout: float | None = None,
     allow_local_images: bool | None = None,
+    max_inline_messages: int | None = _pages.DEFAULT_MAX_INLINE_MESSAGES,
+    max_inline_bytes: int = _pages.DEFAULT_MAX_INLINE_BYTES,
 ) -> None:
     """Choose the MongoDB of ``threadmem_mongo.aio``; see ``configure``.
 
@@ -125,6 +151,10 @@ def configure_async(
         allow_local_images: Whether ``post(images=...)`` may read local files named by a
             path; None (the default) follows ``configure``, where it is on unless turned
             off.
+        max_inline_messages: As for ``configure``. The limits only decide when a
+            thread's oldest messages move to a page; either API reads every thread
+            whatever limits wrote it.
+        max_inline_bytes: As for ``configure``.
 
     Raises:
         ConfigurationError: Both ``uri`` and ``client`` are given, ``uri`` is a
@@ -137,6 +167,7 @@ def configure_async(
     _check_timeout(timeout)
     if allow_local_images is not None:
         _check_flag("allow_local_images", allow_local_images)
+    limits = _checked_limits(max_inline_messages, max_inline_bytes)
     if uri is not None and uri.startswith(MONGOMOCK_SCHEME):
         raise ConfigurationError("mongomock has no async client; use a MongoDB URI")
     with _lock:
@@ -144,6 +175,7 @@ def configure_async(
         _async_settings.update({"uri": uri, "client": client, "database": database})
         _async_settings["timeout"] = timeout
         _async_settings["allow_local_images"] = allow_local_images
+        _async_settings["limits"] = limits
         _async_default = None
 
 
@@ -203,7 +235,9 @@ def _build_async_default() -> AsyncThreadStore:
         or uri_database
         or DEFAULT_DATABASE
     )
-    return AsyncThreadStore(client[database][COLLECTION_NAME])
+    return AsyncThreadStore(
+        client[database][COLLECTION_NAME], **_limit_options(_async_settings.get("limits"))
+    )
 
 
 async def close_async() -> None:
@@ -346,7 +380,7 @@ def _build_default() -> ThreadStore:
         or uri_database
         or DEFAULT_DATABASE
     )
-    return ThreadStore(client[database][COLLECTION_NAME])
+    return ThreadStore(client[database][COLLECTION_NAME], **_limit_options(_settings.get("limits")))
 
 
 def client_from_uri(uri: str, timeout: float) -> tuple[MongoClient[Any], str | None]:
