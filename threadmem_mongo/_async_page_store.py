@@ -16,12 +16,15 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from threadmem_mongo import _pages
 from threadmem_mongo._driver import translated_errors
 
 Document = dict[str, Any]
+
+#: The server code of a write that met an existing key.
+DUPLICATE_KEY = 11000
 
 #: Indexes of the pages collection: a thread's pages in order (and unique), a message
 #: by id, who references an image blob, and the TTL index expiring pages with threads.
@@ -88,7 +91,12 @@ class AsyncPageStore:
             with translated_errors(pages[0]["thread_id"]):
                 try:
                     await self._collection.insert_many([dict(page) for page in pages])
-                except DuplicateKeyError:
+                except (DuplicateKeyError, BulkWriteError) as exc:
+                    errors = exc.details.get("writeErrors", []) if exc.details else []
+                    if isinstance(exc, BulkWriteError) and not all(
+                        error.get("code") == DUPLICATE_KEY for error in errors
+                    ):
+                        raise
                     return False
         return True
 

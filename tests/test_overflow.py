@@ -1,0 +1,382 @@
+"""Threads past the inline limits: the newest messages inline, the oldest in overflow pages.
+
+Through the sync API on every backend, with small limits (4 messages inline, so a move
+takes the oldest 2) so that every operation crosses the boundary many times. The async
+API, faults and concurrent processes are in ``test_overflow_*.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient, monitoring
+
+from threadmem_mongo import (
+    InvalidInputError,
+    MessageNotFoundError,
+    RoleMessage,
+    RoleThread,
+    ThreadStore,
+    V1RoleMessage,
+    V1RoleThread,
+    VersionConflictError,
+)
+
+Document = dict[str, Any]
+LIMIT = 4
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def big_image(tag: int = 0) -> str:
+    """A PNG data URI over the GridFS threshold (distinct per ``tag``)."""
+    payload = PNG + bytes([tag % 256]) * 40_000
+    return "data:image/png;base64," + base64.b64encode(payload).decode()
+
+
+@pytest.fixture
+def small(store: ThreadStore) -> ThreadStore:
+    """The test's store with at most 4 messages inline."""
+    return ThreadStore(store.collection, max_inline_messages=LIMIT)
+
+
+def texts(thread: RoleThread) -> list[str]:
+    return [message.text for message in thread.messages()]
+
+
+def long_thread(store: ThreadStore, count: int) -> RoleThread:
+    thread = RoleThread(owner_id="owner", store=store)
+    for i in range(count):
+        thread.post("user" if i % 2 == 0 else "assistant", f"m{i}")
+    return thread
+
+
+def stored(store: ThreadStore, thread_id: str) -> Document:
+    doc = store.collection.find_one({"_id": thread_id})
+    assert doc is not None
+    return doc
+
+
+def committed_pages(store: ThreadStore, thread_id: str) -> list[Document]:
+    page_count = stored(store, thread_id).get("page_count", 0)
+    return list(
+        store.pages.collection.find(
+            {"thread_id": thread_id, "n": {"$lt": page_count}}, sort=[("n", 1)]
+        )
+    )
+
+
+def assert_layout(store: ThreadStore, thread_id: str, expected: list[str]) -> None:
+    """Every message once, in order, across committed pages then the inline part."""
+    doc = stored(store, thread_id)
+    pages = committed_pages(store, thread_id)
+    assert [page["n"] for page in pages] == list(range(doc.get("page_count", 0)))
+    paged = [m["text"] for page in pages for m in page["messages"]]
+    inline = [m["text"] for m in doc["messages"]]
+    assert paged + inline == expected
+    assert doc["message_count"] == len(expected)
+    assert doc.get("paged_count", 0) == len(paged)
+    assert len(inline) <= LIMIT + 1
+    assert not doc.get("pending")
+
+
+# -- the layout -------------------------------------------------------------------------------
+
+
+def test_a_thread_under_the_limit_looks_as_it_always_did(small: ThreadStore) -> None:
+    thread = long_thread(small, LIMIT)
+    doc = stored(small, thread.id)
+    assert not {"page_count", "paged_count", "pending"} & set(doc)
+    assert small.pages.collection.count_documents({}) == 0
+    assert texts(thread) == [f"m{i}" for i in range(LIMIT)]
+
+
+def test_posts_past_the_limit_move_the_oldest_to_ordered_pages(small: ThreadStore) -> None:
+    expected = [f"m{i}" for i in range(31)]
+    thread = long_thread(small, 31)
+
+    assert texts(thread) == expected
+    assert_layout(small, thread.id, expected)
+    assert texts(RoleThread.get(thread.id, store=small)) == expected
+    assert thread.message_count == 31
+    # 31 posts and one version per move, and the object knows it without reading.
+    assert thread.version == stored(small, thread.id)["version"]
+    assert thread.version == 31 + stored(small, thread.id)["page_count"]
+
+
+def test_overflow_off_keeps_every_message_inline(store: ThreadStore) -> None:
+    off = ThreadStore(store.collection, max_inline_messages=None)
+    thread = long_thread(off, 40)
+    assert len(stored(off, thread.id)["messages"]) == 40
+    assert off.pages.collection.count_documents({}) == 0
+    assert thread.version == 40
+
+
+def test_the_byte_limit_moves_messages_too(store: ThreadStore) -> None:
+    by_bytes = ThreadStore(store.collection, max_inline_messages=1000, max_inline_bytes=20_000)
+    thread = RoleThread(store=by_bytes)
+    for i in range(12):
+        thread.post("user", f"{i}:" + "x" * 3_000)
+    doc = stored(by_bytes, thread.id)
+    assert doc["page_count"] >= 1
+    assert doc["size_bytes"] < 20_000 + 4_000
+    assert [m.text[:3] for m in RoleThread.get(thread.id, store=by_bytes).messages()] == [
+        f"{i}:x" for i in range(10)
+    ] + ["10:", "11:"]
+
+
+@pytest.mark.parametrize("limits", [{"max_inline_messages": 1}, {"max_inline_bytes": 0}])
+def test_limits_that_cannot_work_are_refused(store: ThreadStore, limits: Document) -> None:
+    with pytest.raises(InvalidInputError):
+        ThreadStore(store.collection, **limits)
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("last", [0, 1, 3, 5, 8, 20, 31, 100])
+def test_get_last_reads_the_newest_across_pages(small: ThreadStore, last: int) -> None:
+    thread = long_thread(small, 31)
+    loaded = RoleThread.get(thread.id, last=last, store=small)
+    assert texts(loaded) == [f"m{i}" for i in range(31)][31 - min(last, 31) :]
+    assert loaded.message_count == 31
+    assert loaded.is_partial == (last < 31)
+
+
+def test_history_pages_back_through_pages_to_the_first_message(small: ThreadStore) -> None:
+    thread = long_thread(small, 31)
+    collected: list[str] = []
+    page = thread.history(limit=3)
+    while page:
+        collected = [m.text for m in page] + collected
+        page = thread.history(before=page[0].id, limit=3)
+    assert collected == [f"m{i}" for i in range(31)]
+    assert [m.text for m in thread.history(before=thread.messages()[1].id)] == ["m0"]
+    with pytest.raises(MessageNotFoundError):
+        thread.history(before="no-such-message")
+
+
+def test_role_message_find_reaches_paged_messages_in_order(small: ThreadStore) -> None:
+    first = long_thread(small, 11)
+    second = long_thread(small, 11)
+    found = RoleMessage.find(role="user", store=small)
+    assert [(m.thread_id, m.text) for m in found] == [
+        (thread.id, f"m{i}") for thread in (first, second) for i in range(0, 11, 2)
+    ]
+    (one,) = RoleMessage.find(text="m0", thread_id=second.id, store=small)
+    assert one == second.messages()[0]
+
+
+# -- changes to paged messages ------------------------------------------------------------
+
+
+def test_update_and_delete_of_paged_messages_land_in_their_pages(small: ThreadStore) -> None:
+    thread = long_thread(small, 21)
+    first, fifth = thread.messages()[0], thread.messages()[4]
+    version = thread.version
+
+    edited = thread.update_message(first.id, text="edited", metadata={"k": 1})
+    thread.delete_message(fifth.id)
+
+    assert thread.version == version + 2
+    assert edited.text == "edited"
+    expected = ["edited"] + [f"m{i}" for i in range(1, 21) if i != 4]
+    assert texts(thread) == expected
+    assert texts(RoleThread.get(thread.id, store=small)) == expected
+    assert_layout(small, thread.id, expected)
+    assert RoleMessage.find(id=first.id, store=small)[0].metadata == {"k": 1}
+    assert RoleMessage.find(id=fifth.id, store=small) == []
+    assert thread.message_count == 20
+
+
+def test_a_partial_object_edits_messages_before_its_window(small: ThreadStore) -> None:
+    thread = long_thread(small, 21)
+    partial = RoleThread.get(thread.id, last=2, store=small)
+    partial.update_message(thread.messages()[2].id, text="from the partial object")
+    partial.delete_message(thread.messages()[0].id)
+    assert texts(RoleThread.get(thread.id, store=small))[:2] == ["m1", "from the partial object"]
+    assert texts(partial) == ["m19", "m20"]
+
+
+def test_a_stale_edit_of_a_message_moved_since_conflicts_and_apply_retries(
+    small: ThreadStore,
+) -> None:
+    thread = long_thread(small, LIMIT)
+    stale = RoleThread.get(thread.id, store=small)
+    target = stale.messages()[0]  # inline for the stale object
+    for i in range(6):
+        thread.post("user", f"more {i}")  # moves it to a page
+    with pytest.raises(VersionConflictError):
+        stale.update_message(target.id, text="stale")
+
+    def rename(current: RoleThread) -> None:
+        current.update_message(target.id, text="applied")
+
+    stale.apply(rename)
+    assert texts(RoleThread.get(thread.id, store=small))[0] == "applied"
+
+
+def test_remove_images_strips_paged_and_inline_images_and_releases_them(
+    small: ThreadStore,
+) -> None:
+    thread = RoleThread(store=small)
+    for i in range(9):
+        thread.post("user", f"look {i}", images=[big_image(i)])
+        thread.post("assistant", f"seen {i}")
+    files = small.collection.database["threadmem_images.files"]
+    assert files.count_documents({}) == 9
+
+    thread.remove_images()
+
+    reloaded = RoleThread.get(thread.id, store=small)
+    assert all(not m.images for m in reloaded.messages())
+    assert [m.text for m in reloaded.messages()][:2] == ["look 0", "seen 0"]
+    assert files.count_documents({}) == 0
+    assert not stored(small, thread.id).get("pending")
+
+
+# -- whole threads -------------------------------------------------------------------------------
+
+
+def test_copy_of_a_long_thread_has_every_message_with_new_ids(small: ThreadStore) -> None:
+    thread = long_thread(small, 25)
+    made = RoleThread.get(thread.id, last=3, store=small).copy()
+    assert texts(made) == [f"m{i}" for i in range(25)]
+    assert texts(RoleThread.get(made.id, store=small)) == [f"m{i}" for i in range(25)]
+    assert not {m.id for m in made.messages()} & {m.id for m in thread.messages()}
+    assert stored(small, made.id)["page_count"] >= 1
+    assert_layout(small, made.id, [f"m{i}" for i in range(25)])
+
+
+def test_from_v1_of_more_messages_than_fit_inline_starts_with_pages(small: ThreadStore) -> None:
+    schema = V1RoleThread(
+        id="imported",
+        public=False,
+        created=1.0,
+        updated=2.0,
+        messages=[
+            V1RoleMessage(id=f"v1-{i}", role="user", text=f"m{i}", created=float(i))
+            for i in range(25)
+        ],
+    )
+    thread = RoleThread.from_v1(schema, store=small)
+    assert thread.version == 0
+    assert texts(RoleThread.get("imported", store=small)) == [f"m{i}" for i in range(25)]
+    assert stored(small, "imported")["page_count"] >= 1
+    with pytest.raises(InvalidInputError):
+        RoleThread.from_v1(schema, store=small)  # its ids, and the thread, exist
+    assert texts(RoleThread.get("imported", store=small)) == [f"m{i}" for i in range(25)]
+
+
+def test_delete_leaves_no_thread_page_or_image(small: ThreadStore) -> None:
+    thread = RoleThread(store=small)
+    for i in range(12):
+        thread.post("user", f"look {i}", images=[big_image(i)] if i % 3 == 0 else None)
+    database = small.collection.database
+    assert small.pages.collection.count_documents({}) > 0
+    thread.delete()
+    assert small.collection.count_documents({}) == 0
+    assert small.pages.collection.count_documents({}) == 0
+    assert database["threadmem_images.files"].count_documents({}) == 0
+    assert database["threadmem_images.chunks"].count_documents({}) == 0
+
+
+def test_images_in_pages_read_back_and_are_kept_by_the_sweep(small: ThreadStore) -> None:
+    thread = RoleThread(store=small)
+    for i in range(10):
+        thread.post("user", f"look {i}", images=[big_image(i)])
+    assert small.sweep_blobs(older_than=datetime.timedelta(0)) == []
+    reloaded = RoleThread.get(thread.id, store=small)
+    assert [m.images for m in reloaded.messages()] == [[big_image(i)] for i in range(10)]
+
+
+def test_touch_keeps_pages_no_shorter_lived_than_their_thread(small: ThreadStore) -> None:
+    thread = RoleThread(store=small, ttl=datetime.timedelta(hours=1))
+    for i in range(12):
+        thread.post("user", f"m{i}")
+    thread.touch(ttl=datetime.timedelta(days=3))
+    expiry = stored(small, thread.id)["expires_at"]
+    pages = committed_pages(small, thread.id)
+    assert pages
+    assert all(page["expires_at"] >= expiry for page in pages)
+
+
+def test_catching_up_after_others_posted_past_the_limit(small: ThreadStore) -> None:
+    mine = long_thread(small, 3)
+    theirs = RoleThread.get(mine.id, store=small)
+    for i in range(3):
+        theirs.post("assistant", f"theirs {i}")
+    mine.post("user", "mine")
+    expected = ["m0", "m1", "m2", "theirs 0", "theirs 1", "theirs 2", "mine"]
+    assert texts(mine) == expected
+    assert mine.version == stored(small, mine.id)["version"]
+
+
+# -- costs over the wire ------------------------------------------------------------------------
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+def counted(wire_uri: str) -> Iterator[tuple[ThreadStore, Commands]]:
+    """A store with the default limits on a client whose commands are counted."""
+    commands = Commands()
+    client: MongoClient[Document] = MongoClient(wire_uri, event_listeners=[commands])
+    made = ThreadStore(client[f"tm_test_{uuid.uuid4().hex}"]["threads"])
+    made.ensure_indexes()
+    yield made, commands
+    client.drop_database(made.collection.database.name)
+    client.close()
+
+
+@pytest.mark.wire
+def test_the_newest_20_are_one_command_and_a_long_thread_a_few(
+    counted: tuple[ThreadStore, Commands],
+) -> None:
+    store, commands = counted
+    count = 2_500
+    thread = RoleThread.from_openai(
+        [{"role": "user", "content": f"m{i}"} for i in range(count)], store=store
+    )
+    pages = stored(store, thread.id)["page_count"]
+    assert pages >= 20
+
+    commands.names.clear()
+    assert texts(RoleThread.get(thread.id, last=20, store=store)) == [
+        f"m{i}" for i in range(count - 20, count)
+    ]
+    assert commands.names == ["find"]
+
+    commands.names.clear()
+    assert texts(RoleThread.get(thread.id, store=store)) == [f"m{i}" for i in range(count)]
+    assert len(commands.names) <= 2 + pages / 100 + 1  # the thread, its pages (and a getMore)
+
+    # A post is one command, except the one in every 100 that takes the thread past
+    # 200 inline messages: that one also moves the oldest 100 to a page.
+    posts: list[list[str]] = []
+    for i in range(150):
+        commands.names.clear()
+        thread.post("user", f"more {i}")
+        posts.append(list(commands.names))
+    moving = ["update", "find", "update", "update"]  # post, read head, write page, commit
+    assert all(names in (["update"], moving) for names in posts)
+    # Created with 200 inline, the first post moves; then one in every 100 does.
+    assert [i for i, names in enumerate(posts) if names == moving] == [0, 100]
