@@ -1,0 +1,441 @@
+"""Threads past the inline limits through the async API, on every backend.
+
+The same behaviours as ``test_overflow.py`` (the sync API), reached with
+``AsyncRoleThread`` on a store with at most 4 messages inline (a move takes the oldest
+2), and each checked again through the sync API and the stored documents: the newest
+messages inline, the oldest in contiguous pages, every message once and in order, the
+version raised by one for every change that landed (a move included), and nothing left
+``pending`` once an edit has completed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from typing import Any
+
+import pytest
+from pymongo.collection import Collection
+
+from threadmem_mongo import (
+    InvalidInputError,
+    MessageNotFoundError,
+    RoleMessage,
+    RoleThread,
+    ThreadNotFoundError,
+    ThreadStore,
+    V1RoleMessage,
+    V1RoleThread,
+    VersionConflictError,
+)
+from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
+
+pytestmark = pytest.mark.asyncio
+
+Document = dict[str, Any]
+Raw = Collection[Document]
+
+LIMIT = 4
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def big_image(tag: int) -> str:
+    """A PNG data URI over the GridFS threshold, distinct per ``tag``."""
+    payload = PNG + bytes([tag % 256]) * 40_000
+    return "data:image/png;base64," + base64.b64encode(payload).decode()
+
+
+@pytest.fixture
+def small(async_store: AsyncThreadStore) -> AsyncThreadStore:
+    """An async store over the test's collection with at most 4 messages inline."""
+    return AsyncThreadStore(async_store.collection, max_inline_messages=LIMIT)
+
+
+@pytest.fixture
+def sync_small(async_raw: Raw) -> ThreadStore:
+    """The same collection through the sync API, with the same limits."""
+    return ThreadStore(async_raw, max_inline_messages=LIMIT)
+
+
+def names(count: int) -> list[str]:
+    return [f"m{i}" for i in range(count)]
+
+
+async def long_thread(store: AsyncThreadStore, count: int, **options: Any) -> AsyncRoleThread:
+    thread = await AsyncRoleThread.create(owner_id="owner", store=store, **options)
+    for i in range(count):
+        await thread.post("user" if i % 2 == 0 else "assistant", f"m{i}")
+    return thread
+
+
+async def texts(thread: AsyncRoleThread) -> list[str]:
+    return [message.text for message in await thread.messages()]
+
+
+def sync_texts(store: ThreadStore, thread_id: str, last: int | None = None) -> list[str]:
+    return [m.text for m in RoleThread.get(thread_id, last=last, store=store).messages()]
+
+
+def stored(raw: Raw, thread_id: str) -> Document:
+    doc = raw.find_one({"_id": thread_id})
+    assert doc is not None, f"thread {thread_id} is not stored"
+    return doc
+
+
+def pages_of(sync_store: ThreadStore, thread_id: str) -> list[Document]:
+    """Every page of the thread, committed or not, in page order."""
+    return list(sync_store.pages.collection.find({"thread_id": thread_id}, sort=[("n", 1)]))
+
+
+def assert_layout(sync_store: ThreadStore, thread_id: str, expected: list[str]) -> Document:
+    """The stored thread holds ``expected`` once each, in order: committed pages numbered
+    0.. without a gap, then the inline part, within the limit; nothing pending."""
+    doc = stored(sync_store.collection, thread_id)
+    page_count = doc.get("page_count", 0)
+    committed = [page for page in pages_of(sync_store, thread_id) if page["n"] < page_count]
+    assert [page["n"] for page in committed] == list(range(page_count))
+    paged = [m["text"] for page in committed for m in page["messages"]]
+    inline = [m["text"] for m in doc["messages"]]
+    assert paged + inline == expected
+    ids = [m["id"] for page in committed for m in page["messages"]] + [
+        m["id"] for m in doc["messages"]
+    ]
+    assert len(set(ids)) == len(ids)
+    assert doc["message_count"] == len(expected)
+    assert doc.get("paged_count", 0) == len(paged)
+    assert 1 <= len(inline) <= LIMIT or not expected
+    assert not doc.get("pending")
+    return doc
+
+
+# -- posting and reading -----------------------------------------------------------------------
+
+
+async def test_posts_past_the_limit_read_back_whole_and_in_order_through_both_apis(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    thread = await long_thread(small, 31)
+
+    assert await texts(thread) == names(31)
+    assert await texts(await AsyncRoleThread.get(thread.id, store=small)) == names(31)
+    assert sync_texts(sync_small, thread.id) == names(31)
+    doc = assert_layout(sync_small, thread.id, names(31))
+    assert doc["page_count"] == 14  # every post past the 4th leaves 5 inline: one move
+    # One version per post and one per move, which the object knows without reading.
+    assert doc["version"] == 31 + doc["page_count"]
+    assert thread.version == doc["version"]
+    assert thread.message_count == 31
+    reloaded = await AsyncRoleThread.get(thread.id, store=small)
+    assert (reloaded.version, reloaded.message_count) == (thread.version, 31)
+    assert [m.id for m in await reloaded.messages()] == [m.id for m in await thread.messages()]
+
+
+@pytest.mark.parametrize("last", [0, 1, 2, 3, 4, 5, 8, 20, 31, 100])
+async def test_get_last_reads_the_newest_below_and_above_the_inline_count(
+    small: AsyncThreadStore, sync_small: ThreadStore, last: int
+) -> None:
+    thread = await long_thread(small, 31)
+    inline = len(stored(sync_small.collection, thread.id)["messages"])
+    assert 1 <= inline <= LIMIT
+
+    loaded = await AsyncRoleThread.get(thread.id, last=last, store=small)
+
+    expected = names(31)[31 - min(last, 31) :]
+    assert await texts(loaded) == expected
+    assert sync_texts(sync_small, thread.id, last=last) == expected
+    assert loaded.message_count == 31
+    assert loaded.version == thread.version
+    assert loaded.is_partial == (last < 31)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 50])
+async def test_history_pages_back_through_pages_to_the_first_message(
+    small: AsyncThreadStore, sync_small: ThreadStore, limit: int
+) -> None:
+    thread = await long_thread(small, 23)
+    sync_thread = RoleThread.get(thread.id, last=1, store=sync_small)
+
+    collected: list[str] = []
+    page = await thread.history(limit=limit)
+    assert [m.id for m in sync_thread.history(limit=limit)] == [m.id for m in page]
+    while page:
+        assert 1 <= len(page) <= limit
+        collected = [m.text for m in page] + collected
+        sync_page = sync_thread.history(before=page[0].id, limit=limit)
+        page = await thread.history(before=page[0].id, limit=limit)
+        assert [m.id for m in sync_page] == [m.id for m in page]
+    assert collected == names(23)
+    with pytest.raises(MessageNotFoundError):
+        await thread.history(before="no-such-message")
+
+
+async def test_reads_see_each_message_once_after_every_single_post(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    thread = await AsyncRoleThread.create(store=small)
+    for i in range(13):
+        await thread.post("user", f"m{i}")
+        assert_layout(sync_small, thread.id, names(i + 1))
+        assert await texts(await AsyncRoleThread.get(thread.id, store=small)) == names(i + 1)
+        assert [m.text for m in await thread.history(limit=100)] == names(i + 1)
+
+
+# -- changes to paged messages ----------------------------------------------------------------
+
+
+async def test_update_and_delete_of_paged_messages_raise_the_version_by_one_each(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    thread = await long_thread(small, 21)
+    first, fifth = (await thread.messages())[0], (await thread.messages())[4]
+    version = thread.version
+
+    edited = await thread.update_message(first.id, text="edited", metadata={"k": 1})
+    assert thread.version == version + 1
+    await thread.delete_message(fifth.id)
+    assert thread.version == version + 2
+
+    expected = ["edited"] + [f"m{i}" for i in range(1, 21) if i != 4]
+    assert edited.text == "edited"
+    assert await texts(thread) == expected
+    assert await texts(await AsyncRoleThread.get(thread.id, store=small)) == expected
+    assert sync_texts(sync_small, thread.id) == expected
+    doc = assert_layout(sync_small, thread.id, expected)
+    assert doc["version"] == thread.version
+    assert thread.message_count == 20
+    (found,) = await AsyncRoleThread.find_messages(id=first.id, store=small)
+    assert found.metadata == {"k": 1}
+    assert RoleMessage.find(id=first.id, store=sync_small)[0].metadata == {"k": 1}
+    assert await AsyncRoleThread.find_messages(id=fifth.id, store=small) == []
+    with pytest.raises(MessageNotFoundError):
+        await thread.delete_message(fifth.id)
+
+
+async def test_a_partial_object_edits_and_deletes_messages_in_pages_before_its_window(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    thread = await long_thread(small, 21)
+    ids = [m.id for m in await thread.messages()]
+    partial = await AsyncRoleThread.get(thread.id, last=2, store=small)
+
+    await partial.update_message(ids[2], text="from the partial object")
+    await partial.delete_message(ids[0])
+
+    expected = ["m1", "from the partial object", *names(21)[3:]]
+    assert sync_texts(sync_small, thread.id) == expected
+    assert_layout(sync_small, thread.id, expected)
+    assert await texts(partial) == ["m19", "m20"]
+    assert partial.version == stored(sync_small.collection, thread.id)["version"]
+
+
+@pytest.mark.parametrize("change", ["update", "delete"])
+async def test_a_stale_object_editing_a_message_it_thinks_inline_conflicts_and_apply_lands(
+    small: AsyncThreadStore, sync_small: ThreadStore, change: str
+) -> None:
+    thread = await long_thread(small, LIMIT)
+    stale = await AsyncRoleThread.get(thread.id, store=small)
+    target = (await stale.messages())[0]  # inline when the stale object read it
+    for i in range(6):
+        await thread.post("user", f"more {i}")  # moves it to a page
+    assert target.id in {
+        m["id"] for page in pages_of(sync_small, thread.id) for m in page["messages"]
+    }
+    before = stored(sync_small.collection, thread.id)
+
+    with pytest.raises(VersionConflictError):
+        if change == "update":
+            await stale.update_message(target.id, text="stale")
+        else:
+            await stale.delete_message(target.id)
+    assert stored(sync_small.collection, thread.id) == before
+
+    async def edit(current: AsyncRoleThread) -> None:
+        if change == "update":
+            await current.update_message(target.id, text="applied")
+        else:
+            await current.delete_message(target.id)
+
+    await stale.apply(edit)
+
+    rest = [*names(LIMIT)[1:], *[f"more {i}" for i in range(6)]]
+    expected = ["applied", *rest] if change == "update" else rest
+    assert sync_texts(sync_small, thread.id) == expected
+    assert await texts(stale) == expected
+    doc = assert_layout(sync_small, thread.id, expected)
+    assert doc["version"] == before["version"] + 1 == stale.version
+
+
+async def test_remove_images_strips_paged_and_inline_images_and_releases_their_blobs(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    thread = await AsyncRoleThread.create(store=small)
+    for i in range(9):
+        await thread.post("user", f"look {i}", images=[big_image(i)])
+        await thread.post("assistant", f"seen {i}")
+    database = sync_small.collection.database
+    files, chunks = database["threadmem_images.files"], database["threadmem_images.chunks"]
+    assert files.count_documents({}) == 9
+    paged_blobs = [
+        blob
+        for page in pages_of(sync_small, thread.id)
+        for m in page["messages"]
+        for blob in m.get("blobs", [])
+    ]
+    assert len(paged_blobs) >= 2  # images in more than one page
+    version = thread.version
+
+    await thread.remove_images()
+
+    assert thread.version == version + 1
+    expected = [text for i in range(9) for text in (f"look {i}", f"seen {i}")]
+    for messages in (
+        await thread.messages(),
+        await (await AsyncRoleThread.get(thread.id, store=small)).messages(),
+        RoleThread.get(thread.id, store=sync_small).messages(),
+    ):
+        assert [m.text for m in messages] == expected
+        assert all(not m.images for m in messages)
+    doc = assert_layout(sync_small, thread.id, expected)
+    assert doc["version"] == thread.version
+    assert not any(
+        m.get("images") or m.get("blobs")
+        for page in pages_of(sync_small, thread.id)
+        for m in page["messages"]
+    )
+    assert files.count_documents({}) == 0
+    assert chunks.count_documents({}) == 0
+
+
+async def test_find_messages_reaches_inline_and_paged_messages_in_thread_order(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    first = await long_thread(small, 11)
+    second = await long_thread(small, 11)
+
+    found = await AsyncRoleThread.find_messages(role="user", store=small)
+
+    expected = [(thread.id, f"m{i}") for thread in (first, second) for i in range(0, 11, 2)]
+    assert [(m.thread_id, m.text) for m in found] == expected
+    assert [(m.thread_id, m.text) for m in RoleMessage.find(role="user", store=sync_small)] == (
+        expected
+    )
+    (one,) = await AsyncRoleThread.find_messages(text="m0", thread_id=second.id, store=small)
+    assert one == (await second.messages())[0]
+    (newest,) = await AsyncRoleThread.find_messages(text="m10", thread_id=first.id, store=small)
+    assert newest == (await first.messages())[-1]
+
+
+# -- whole threads ----------------------------------------------------------------------------
+
+
+async def test_copy_of_a_long_thread_has_every_message_with_new_ids_and_its_own_pages(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    thread = await long_thread(small, 25)
+    partial = await AsyncRoleThread.get(thread.id, last=3, store=small)
+
+    made = await partial.copy()
+
+    assert made.version == 0
+    assert await texts(made) == names(25)
+    assert await texts(await AsyncRoleThread.get(made.id, store=small)) == names(25)
+    assert sync_texts(sync_small, made.id) == names(25)
+    assert not {m.id for m in await made.messages()} & {m.id for m in await thread.messages()}
+    doc = assert_layout(sync_small, made.id, names(25))
+    assert doc["page_count"] >= 1
+    assert doc["version"] == 0
+    assert_layout(sync_small, thread.id, names(25))  # the source is unchanged
+    await made.post("user", "one more")
+    assert sync_texts(sync_small, made.id) == [*names(25), "one more"]
+
+
+async def test_delete_leaves_no_thread_page_or_image(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    thread = await AsyncRoleThread.create(store=small)
+    for i in range(12):
+        await thread.post("user", f"look {i}", images=[big_image(i)] if i % 3 == 0 else None)
+    database = sync_small.collection.database
+    assert sync_small.pages.collection.count_documents({"thread_id": thread.id}) > 0
+    assert database["threadmem_images.files"].count_documents({}) == 4
+
+    await thread.delete()
+
+    assert sync_small.collection.count_documents({}) == 0
+    assert sync_small.pages.collection.count_documents({}) == 0
+    assert database["threadmem_images.files"].count_documents({}) == 0
+    assert database["threadmem_images.chunks"].count_documents({}) == 0
+    with pytest.raises(ThreadNotFoundError):
+        await AsyncRoleThread.get(thread.id, store=small)
+    with pytest.raises(ThreadNotFoundError):
+        await thread.delete()
+
+
+async def test_touch_gives_pages_an_expiry_no_earlier_than_the_threads(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    thread = await long_thread(small, 12, ttl=datetime.timedelta(hours=1))
+    version = thread.version
+
+    await thread.touch(ttl=datetime.timedelta(days=3))
+
+    assert thread.version == version + 1
+    doc = stored(sync_small.collection, thread.id)
+    assert doc["version"] == thread.version
+    assert doc["expires_at"] > datetime.datetime.now() + datetime.timedelta(days=2)
+    pages = pages_of(sync_small, thread.id)
+    assert len(pages) == doc["page_count"] >= 1
+    assert all(page["expires_at"] >= doc["expires_at"] for page in pages)
+    await thread.post("user", "after the touch")  # a page made after it expires with it
+    doc = stored(sync_small.collection, thread.id)
+    assert all(page["expires_at"] >= doc["expires_at"] for page in pages_of(sync_small, thread.id))
+
+
+async def test_from_v1_of_more_messages_than_fit_inline_starts_with_pages(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    schema = V1RoleThread(
+        id="imported",
+        public=False,
+        created=1.0,
+        updated=2.0,
+        messages=[
+            V1RoleMessage(id=f"v1-{i}", role="user", text=f"m{i}", created=float(i))
+            for i in range(25)
+        ],
+    )
+
+    thread = await AsyncRoleThread.from_v1(schema, store=small)
+
+    assert thread.version == 0
+    assert thread.message_count == 25
+    assert await texts(thread) == names(25)
+    assert await texts(await AsyncRoleThread.get("imported", store=small)) == names(25)
+    assert sync_texts(sync_small, "imported") == names(25)
+    doc = assert_layout(sync_small, "imported", names(25))
+    assert doc["page_count"] >= 1
+    assert [m.id for m in await thread.messages()] == [f"v1-{i}" for i in range(25)]
+    with pytest.raises(InvalidInputError):
+        await AsyncRoleThread.from_v1(schema, store=small)  # the thread exists
+    assert sync_texts(sync_small, "imported") == names(25)
+    assert_layout(sync_small, "imported", names(25))
+    await thread.post("user", "m25")
+    assert_layout(sync_small, "imported", names(26))
+
+
+async def test_threads_written_by_one_api_continue_through_the_other(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    thread = await long_thread(small, 9)
+    sync_thread = RoleThread.get(thread.id, store=sync_small)
+    for i in range(9, 15):
+        sync_thread.post("assistant", f"m{i}")
+    await thread.refresh()
+    for i in range(15, 20):
+        await thread.post("user", f"m{i}")
+
+    doc = assert_layout(sync_small, thread.id, names(20))
+    assert doc["version"] == 20 + doc["page_count"] == thread.version
+    assert await texts(thread) == names(20)
