@@ -244,18 +244,15 @@ async def test_a_stale_object_editing_a_message_it_thinks_inline_conflicts_and_a
     }
     before = stored(sync_small.collection, thread.id)
 
-    with pytest.raises(VersionConflictError):
+    async def edit(current: AsyncRoleThread, text: str = "applied") -> None:
         if change == "update":
-            await stale.update_message(target.id, text="stale")
-        else:
-            await stale.delete_message(target.id)
-    assert stored(sync_small.collection, thread.id) == before
-
-    async def edit(current: AsyncRoleThread) -> None:
-        if change == "update":
-            await current.update_message(target.id, text="applied")
+            await current.update_message(target.id, text=text)
         else:
             await current.delete_message(target.id)
+
+    with pytest.raises(VersionConflictError):
+        await edit(stale, "stale")
+    assert stored(sync_small.collection, thread.id) == before
 
     await stale.apply(edit)
 
