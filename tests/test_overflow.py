@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -380,3 +381,71 @@ def test_the_newest_20_are_one_command_and_a_long_thread_a_few(
     assert all(names in (["update"], moving) for names in posts)
     # Created with 200 inline, the first post moves; then one in every 100 does.
     assert [i for i, names in enumerate(posts) if names == moving] == [0, 100]
+
+
+# -- threads written before the limits, and watchers ------------------------------------------
+
+
+def test_compact_moves_threads_written_before_the_limits_into_pages(store: ThreadStore) -> None:
+    everything_inline = ThreadStore(store.collection, max_inline_messages=None)
+    old = long_thread(everything_inline, 23)
+    short = long_thread(everything_inline, 3)
+
+    totals = ThreadStore(store.collection, max_inline_messages=LIMIT).compact()
+
+    assert totals["threads"] == 2
+    assert totals["moves"] >= 9
+    assert_layout(store, old.id, [f"m{i}" for i in range(23)])
+    assert "page_count" not in stored(store, short.id)
+    assert texts(RoleThread.get(old.id, store=store)) == [f"m{i}" for i in range(23)]
+
+
+@pytest.mark.wire
+def test_threadmem_compact_moves_one_thread_or_all(wire_uri: str, wire_store: ThreadStore) -> None:
+    from threadmem_mongo._cli import main
+
+    everything_inline = ThreadStore(wire_store.collection, max_inline_messages=None)
+    thread = long_thread(everything_inline, 450)
+    database = wire_store.collection.database.name
+    assert main(["--uri", wire_uri, "--database", database, "compact", thread.id]) == 0
+    doc = stored(wire_store, thread.id)
+    assert doc["page_count"] == 3  # 100 at a time, until at most 200 are left inline
+    assert len(doc["messages"]) == 150
+    assert main(["--uri", wire_uri, "--database", database, "compact", "no-such-thread"]) == 1
+
+
+@pytest.mark.wire
+def test_watchers_see_each_post_once_while_messages_move_to_pages(wire_store: ThreadStore) -> None:
+    small_wire = ThreadStore(wire_store.collection, max_inline_messages=LIMIT)
+    thread = RoleThread(store=small_wire)
+    first = thread.post("user", "first")
+    watching = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            writer = RoleThread.get(thread.id, store=small_wire)
+            writer.post("user", "m0")
+            assert watching.wait(60), "the watcher never saw the first post"
+            for i in range(1, 12):
+                writer.post("user", f"m{i}")  # moves to pages happen along the way
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen: list[str] = []
+    try:
+        for event in thread.watch(after_message=first.id, idle_timeout=30):
+            assert event.kind == "message_added", event
+            assert event.message is not None
+            seen.append(event.message.text)
+            watching.set()
+            if len(seen) == 12:
+                break
+    finally:
+        watching.set()
+        writer.join(60)
+    assert not errors
+    assert seen == [f"m{i}" for i in range(12)]
+    assert stored(small_wire, thread.id)["page_count"] >= 4

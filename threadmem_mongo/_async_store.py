@@ -966,6 +966,44 @@ class AsyncThreadStore:
                 return {"version": version, "moved": len(moving), "moved_bytes": moved}
         return None
 
+    async def compact(self, thread_id: str | None = None) -> dict[str, int]:
+        """Bring threads within the inline limits, and their pages up to date.
+
+        For threads written before the limits existed (or under larger ones): moves
+        their oldest messages to pages until they fit, and completes changes to paged
+        messages a stopped process left pending. Safe to run while others write; a
+        thread changed meanwhile is moved by its next post instead.
+
+        Args:
+            thread_id: Only this thread; None for every thread in the store.
+
+        Returns:
+            ``{"threads": looked at, "moves": pages written, "pending": changes completed}``.
+
+        Raises:
+            ThreadNotFoundError: ``thread_id`` is given and there is no such thread.
+        """
+        await self.ensure_indexes()
+        query: Document = (
+            {}
+            if thread_id is None
+            else _updates.by_id(_validation.check_id("thread_id", thread_id))
+        )
+        with translated_errors(thread_id):
+            cursor = self._collection.find(query, {_pages.PENDING: 1})
+            found = [doc async for doc in cursor]
+        if thread_id is not None and not found:
+            raise ThreadNotFoundError(thread_id)
+        totals = {"threads": len(found), "moves": 0, "pending": 0}
+        for doc in found:
+            pending = list(doc.get(_pages.PENDING) or [])
+            if pending:
+                await self.complete_pending(doc["_id"], pending)
+                totals["pending"] += len(pending)
+            while await self.move_overflow(doc["_id"]) is not None:
+                totals["moves"] += 1
+        return totals
+
     async def change_paged(
         self,
         thread_id: str,

@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--owner", help="owner id of the thread")
 
+    compact = commands.add_parser(
+        "compact",
+        help="move the oldest messages of threads over the inline limits to overflow pages",
+    )
+    compact.add_argument("thread_id", nargs="?", help="only this thread (default: all)")
+
     commands.add_parser("demo", help="create the quickstart's thread and print it")
     return parser
 
@@ -157,6 +163,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _show(store, args.thread_id)
     if args.command == "import":
         return _import(store, args.file, args.format, args.owner)
+    if args.command == "compact":
+        totals = store.compact(args.thread_id)
+        print(
+            f"{totals['threads']} thread(s) looked at, {totals['moves']} page(s) written, "
+            f"{totals['pending']} pending change(s) completed"
+        )
+        return EXIT_OK
     if args.command == "export":
         thread = RoleThread.get(args.thread_id, store=store)
         data: dict[str, Any] | list[dict[str, Any]]

@@ -133,6 +133,9 @@ def events_from_change(change: Mapping[str, Any]) -> list[ThreadEvent]:
     )
     last_change = updated.get("last_change")
     whole = updated.get("messages")
+    if "page_count" in updated:
+        # A move of the oldest messages to an overflow page: for readers, nothing changed.
+        added, whole = [], None
     if not added and isinstance(whole, list) and whole and not isinstance(last_change, Mapping):
         # The server may log an append as the whole new array (for example the first
         # message of a thread); each append pushes exactly one message, the last one.
