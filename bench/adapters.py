@@ -136,8 +136,9 @@ FRAMEWORKS = (
         requirements=("google-adk[mongodb]",),
         note="ADK has no batch append: both sessions are prefilled by writing the stored "
         "form of `append_event` in bulk (ours: the adapter's messages in one `extend`; "
-        "the peer: its event documents, and the session's revision); the timed appends "
-        "go through `append_event`.",
+        "the peer: its event documents, and the session's revision); `compact()` then "
+        "moves our oldest messages to overflow pages, as appends would have. The timed "
+        "appends go through `append_event`.",
     ),
     Framework(
         key="pydantic",
@@ -318,18 +319,18 @@ def render(
         "framework item (a ~200-byte text message or event); a read is the framework's "
         "read named below. Inside each batch, our appends also alternate with the raw "
         "pymongo floor: `update_one` `$push` of the message the adapter stored last, with "
-        "a fresh id, into a copy of the session's thread (same length, a collection with "
-        "the same indexes); *ours ÷ floor* is what the adapter adds to the one write the "
-        "server has to do anyway.",
+        "a fresh id, into a copy of the session's thread document (the same inline "
+        "messages, in a collection with the same indexes); *ours ÷ floor* is what the "
+        "adapter adds to the one write the server has to do anyway.",
         "",
         "> **What the server does to these figures.** threadmem-mongo keeps a session in "
-        "one document and appends with an update of that document; the MongoDB peers "
-        "insert one document per item (per `add_items` call for `MongoDBSession`). "
-        "SecantusDB's cost per update grows with the size of the document (section 1), "
-        "an insert's does not, so on this server our append grows "
-        "with the session while the peers' stays flat. The paired ratios at 1,000 and "
-        "10,000 items measure that server property as much as the adapters (the floor "
-        "column shows its share); on `mongod` run `python -m bench --uri ...`.",
+        "one thread document holding its newest messages (up to 200 by default; older "
+        "ones move to overflow page documents), and an append updates that document; "
+        "the MongoDB peers insert one document per item (per `add_items` call for "
+        "`MongoDBSession`). SecantusDB's cost per update grows with the size of the "
+        "document (section 1) and an insert's does not, so on this server part of our "
+        "append is the server's cost of updating a document of up to 200 messages: the "
+        "floor column shows that part. On `mongod` run `python -m bench --uri ...`.",
         "",
     ]
     frameworks: dict[str, Any] = section["frameworks"]

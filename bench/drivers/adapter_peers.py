@@ -427,6 +427,8 @@ class OursAdk(AdkCase, Ours):
         thread = await AsyncRoleThread.get(thread_id, last=0, store=self.store)
         messages = [adk._event_to_message(thread_id, self.event(i)) for i in range(length)]
         await thread.extend(messages)
+        # As many appends would have left it: the oldest messages in overflow pages.
+        await self.store.compact(thread_id)
 
     async def close(self) -> None:
         await self.client.close()
