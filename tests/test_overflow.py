@@ -11,7 +11,7 @@ import base64
 import datetime
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -449,3 +449,42 @@ def test_watchers_see_each_post_once_while_messages_move_to_pages(wire_store: Th
     assert not errors
     assert seen == [f"m{i}" for i in range(12)]
     assert stored(small_wire, thread.id)["page_count"] >= 4
+
+
+@pytest.mark.wire
+def test_each_operation_sends_the_commands_the_docs_list(
+    counted: tuple[ThreadStore, Commands],
+) -> None:
+    store, commands = counted
+    thread = RoleThread.from_openai(
+        [{"role": "user", "content": f"m{i}"} for i in range(2_500)], store=store
+    )
+    thread.post("user", "moves a page")
+    ids = [message.id for message in thread.messages()]
+
+    def sent(call: Callable[[], object]) -> list[str]:
+        commands.names.clear()
+        call()
+        return list(commands.names)
+
+    assert sent(lambda: thread.post("user", "one")) == ["update"]
+    assert sent(lambda: RoleThread.get(thread.id, last=20, store=store)) == ["find"]
+    assert sent(lambda: RoleThread.get(thread.id, last=150, store=store)) == ["find", "find"]
+    assert sent(lambda: RoleThread.get(thread.id, store=store)) == ["find", "find"]
+    assert sent(lambda: thread.history(before=ids[-5], limit=3)) == ["aggregate"]
+    assert sent(lambda: thread.history(before=ids[-100], limit=50)) == ["aggregate", "find"]
+    assert sent(lambda: thread.history(before=ids[500], limit=50)) == [
+        "aggregate",
+        "find",
+        "find",
+    ]
+    five = ["find", "find", "update", "update", "update"]
+    assert sent(lambda: thread.update_message(ids[10], text="edited")) == five
+    assert sent(lambda: thread.delete_message(ids[11])) == five
+    assert sent(lambda: thread.update_message(ids[-2], text="inline")) == ["update"]
+    assert sent(lambda: RoleMessage.find(id=ids[20], store=store)) == [
+        "aggregate",
+        "find",
+        "find",
+    ]
+    assert sent(thread.delete) == ["findAndModify", "find", "delete"]
