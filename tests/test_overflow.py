@@ -370,8 +370,8 @@ def test_the_newest_20_are_one_command_and_a_long_thread_a_few(
     assert texts(RoleThread.get(thread.id, store=store)) == [f"m{i}" for i in range(count)]
     assert len(commands.names) <= 2 + pages / 100 + 1  # the thread, its pages (and a getMore)
 
-    # A post is one command, except the one in every 100 that takes the thread past
-    # 200 inline messages: that one also moves the oldest 100 to a page.
+    # A post is one command, except the one in every 50 that takes the thread past
+    # 100 inline messages: that one also moves the oldest 50 to a page.
     posts: list[list[str]] = []
     for i in range(150):
         commands.names.clear()
@@ -379,8 +379,8 @@ def test_the_newest_20_are_one_command_and_a_long_thread_a_few(
         posts.append(list(commands.names))
     moving = ["update", "find", "update", "update"]  # post, read head, write page, commit
     assert all(names in (["update"], moving) for names in posts)
-    # Created with 200 inline, the first post moves; then one in every 100 does.
-    assert [i for i, names in enumerate(posts) if names == moving] == [0, 100]
+    # Created with 100 inline, the first post moves; then one in every 50 does.
+    assert [i for i, names in enumerate(posts) if names == moving] == [0, 50, 100]
 
 
 # -- threads written before the limits, and watchers ------------------------------------------
@@ -409,8 +409,8 @@ def test_threadmem_compact_moves_one_thread_or_all(wire_uri: str, wire_store: Th
     database = wire_store.collection.database.name
     assert main(["--uri", wire_uri, "--database", database, "compact", thread.id]) == 0
     doc = stored(wire_store, thread.id)
-    assert doc["page_count"] == 3  # 100 at a time, until at most 200 are left inline
-    assert len(doc["messages"]) == 150
+    assert doc["page_count"] == 7  # 50 at a time, until at most 100 are left inline
+    assert len(doc["messages"]) == 100
     assert main(["--uri", wire_uri, "--database", database, "compact", "no-such-thread"]) == 1
 
 
@@ -469,10 +469,10 @@ def test_each_operation_sends_the_commands_the_docs_list(
 
     assert sent(lambda: thread.post("user", "one")) == ["update"]
     assert sent(lambda: RoleThread.get(thread.id, last=20, store=store)) == ["find"]
-    assert sent(lambda: RoleThread.get(thread.id, last=150, store=store)) == ["find", "find"]
+    assert sent(lambda: RoleThread.get(thread.id, last=80, store=store)) == ["find", "find"]
     assert sent(lambda: RoleThread.get(thread.id, store=store)) == ["find", "find"]
     assert sent(lambda: thread.history(before=ids[-5], limit=3)) == ["aggregate"]
-    assert sent(lambda: thread.history(before=ids[-100], limit=50)) == ["aggregate", "find"]
+    assert sent(lambda: thread.history(before=ids[-40], limit=50)) == ["aggregate", "find"]
     assert sent(lambda: thread.history(before=ids[500], limit=50)) == [
         "aggregate",
         "find",

@@ -66,7 +66,7 @@ def configure(
             path. Turn it off in apps that pass client input to ``post()``: with it on, a
             client could have the server read any image file the process can read.
         max_inline_messages: How many messages a thread document holds before its
-            oldest move to an overflow page (default 200); None keeps every message in
+            oldest move to an overflow page (default 100); None keeps every message in
             the thread document, as far as MongoDB's 16 MB limit allows.
         max_inline_bytes: How large a thread document may grow before its oldest
             messages move to a page (default 1 MiB).

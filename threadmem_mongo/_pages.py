@@ -49,7 +49,7 @@ from threadmem_mongo import _validation
 from threadmem_mongo._document import element_size
 
 #: Messages a thread keeps inline by default before its oldest move to a page.
-DEFAULT_MAX_INLINE_MESSAGES = 200
+DEFAULT_MAX_INLINE_MESSAGES = 100
 #: Bytes of inline messages a thread keeps by default before its oldest move to a page.
 DEFAULT_MAX_INLINE_BYTES = 1024 * 1024
 
