@@ -83,6 +83,7 @@ def test_translating_each_async_source_gives_the_committed_sync_module(
 ) -> None:
     assert synchro.MODULES == {
         "_async_blobs.py": "_blobs.py",
+        "_async_changes.py": "_changes.py",
         "_async_page_store.py": "_page_store.py",
         "_async_store.py": "_store.py",
         "_async_thread.py": "_thread.py",

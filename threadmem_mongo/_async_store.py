@@ -14,22 +14,19 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import pymongo
 from pymongo import ASCENDING
-from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from threadmem_mongo import _pages, _updates, _validation
 from threadmem_mongo._async_blobs import DEFAULT_BUCKET, AsyncBlobStore
+from threadmem_mongo._async_changes import follow
 from threadmem_mongo._async_page_store import AsyncPageStore
-from threadmem_mongo._cancellation import raise_if_cancelling
 from threadmem_mongo._capabilities import (
     enforces_unique_array_keys,
-    has_change_streams,
     has_index_of_array,
 )
-from threadmem_mongo._driver import translated, translated_errors
+from threadmem_mongo._driver import translated_errors
 from threadmem_mongo._images import (
     DEFAULT_BLOB_THRESHOLD,
     blob_id_of,
@@ -79,32 +76,6 @@ CANNOT_CREATE_INDEX = 67
 #: thread when others wrote in between.
 PAGED_READ_ATTEMPTS = 5
 MOVE_ATTEMPTS = 3
-
-#: Server codes meaning "change streams are not available here" (standalone mongod).
-NO_CHANGE_STREAM_CODES = frozenset({40573, 40324})
-
-#: Seconds between attempts to reopen a change stream.
-RECONNECT_PAUSE = 0.25
-
-_IS_SYNC = False
-
-
-def _wait_or_raise(exc: Exception, failing_since: float, limit: float) -> float:
-    """Return ``failing_since``, when failures began; raise once they have lasted so long
-    that another attempt after ``RECONNECT_PAUSE`` would end past ``limit`` seconds."""
-    if isinstance(exc, OperationFailure) and exc.code in NO_CHANGE_STREAM_CODES:
-        raise ConfigurationError(
-            "the server does not offer change streams: watch() needs MongoDB running as a "
-            "replica set (a single node is enough) or a sharded cluster"
-        ) from exc
-    if isinstance(exc, OperationFailure) and not exc.has_error_label("ResumableChangeStreamError"):
-        raise translated(exc) from exc
-    if time.monotonic() - failing_since + RECONNECT_PAUSE >= limit:
-        raise StoreUnavailableError(
-            f"the change stream could not be reopened for {limit:.0f} s: {type(exc).__name__}"
-        ) from exc
-    return failing_since
-
 
 #: The TTL index: the server deletes a thread once its ``expires_at`` has passed.
 TTL_INDEX: tuple[str, list[tuple[str, int]]] = ("expires_at", [("expires_at", ASCENDING)])
@@ -1134,69 +1105,17 @@ class AsyncThreadStore:
             ThreadMemError: The server ended the stream with an error that cannot be
                 resumed (for example, the resume token has left the oplog).
         """
-        token = resume_after
-        opened = False
-        wait_ms = 1000 if idle_timeout is None else max(10, min(1000, int(idle_timeout * 1000)))
-        last_event = time.monotonic()
-        failing_since: float | None = None
-        while True:
-            attempt = time.monotonic()
-            began = attempt if failing_since is None else failing_since
-            try:
-                # Each attempt gets only what is left of reconnect_timeout, so a server that
-                # accepts connections but never answers cannot hold it longer.
-                with pymongo.timeout(max(0.001, reconnect_timeout - (attempt - began))):
-                    stream = await self._open_stream(pipeline, token, full_document, wait_ms)
-            except (ConnectionFailure, OperationFailure) as exc:
-                failing_since = _wait_or_raise(exc, began, reconnect_timeout)
-                await asyncio.sleep(RECONNECT_PAUSE)
-                continue
-            failing_since = None
-            async with stream:
-                if not opened:
-                    # Inside the with: a consumer that stops here still closes the cursor.
-                    opened = True
-                    yield None
-                while True:
-                    asked = time.monotonic()
-                    try:
-                        # A live server answers within wait_ms, so silence past that is
-                        # already failure time.
-                        with pymongo.timeout(wait_ms / 1000 + reconnect_timeout):
-                            change = await stream.try_next()
-                        if not _IS_SYNC:
-                            raise_if_cancelling()
-                    except (ConnectionFailure, OperationFailure) as exc:
-                        began = min(time.monotonic(), asked + wait_ms / 1000)
-                        failing_since = _wait_or_raise(exc, began, reconnect_timeout)
-                        break
-                    token = stream.resume_token or token
-                    if change is not None:
-                        last_event = time.monotonic()
-                        yield change
-                    elif idle_timeout is not None and time.monotonic() - last_event > idle_timeout:
-                        return
-            await asyncio.sleep(RECONNECT_PAUSE)
-
-    async def _open_stream(
-        self,
-        pipeline: Sequence[Mapping[str, Any]],
-        token: Mapping[str, Any] | None,
-        full_document: str | None,
-        wait_ms: int,
-    ) -> AsyncChangeStream[Document]:
-        if not has_change_streams(self._collection):
-            raise ConfigurationError(
-                "this store (mongomock) has no change streams; watch() needs MongoDB running "
-                "as a replica set or sharded cluster"
-            )
-        # A standalone server refuses here; _wait_or_raise turns that into the error.
-        return await self._collection.watch(
-            [dict(stage) for stage in pipeline],
-            resume_after=token,
+        stream = follow(
+            self._collection,
+            pipeline,
+            resume_after=resume_after,
             full_document=full_document,
-            max_await_time_ms=wait_ms,
+            idle_timeout=idle_timeout,
+            reconnect_timeout=reconnect_timeout,
         )
+        async with contextlib.aclosing(stream):
+            async for change in stream:
+                yield change
 
     # -- images ------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "threadmem_mongo"
 #: async source -> generated sync module
 MODULES = {
     "_async_blobs.py": "_blobs.py",
+    "_async_changes.py": "_changes.py",
     "_async_page_store.py": "_page_store.py",
     "_async_store.py": "_store.py",
     "_async_thread.py": "_thread.py",
@@ -70,6 +71,7 @@ NAMES = {
     "async_default_store": "default_store",
     "_async_store": "_store",
     "_async_blobs": "_blobs",
+    "_async_changes": "_changes",
     "_async_page_store": "_page_store",
     "_async_thread": "_thread",
     "_async_thread_formats": "_thread_formats",
