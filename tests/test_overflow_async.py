@@ -305,6 +305,24 @@ async def test_remove_images_strips_paged_and_inline_images_and_releases_their_b
     assert chunks.count_documents({}) == 0
 
 
+async def test_stored_size_matches_the_objects_after_edits_of_paged_messages(
+    small: AsyncThreadStore, sync_small: ThreadStore
+) -> None:
+    thread = await AsyncRoleThread.create(store=small)
+    for i in range(9):
+        await thread.post("user", f"look {i}", images=[big_image(i)])
+        await thread.post("assistant", f"seen {i}")
+    first = (await thread.messages())[1]
+    await thread.update_message(first.id, text="edited")
+    await thread.remove_images()
+
+    doc = stored(sync_small.collection, thread.id)
+    assert not doc.get("pending")
+    assert doc["size_bytes"] == thread._state.size_bytes
+    reloaded = await AsyncRoleThread.get(thread.id, store=small)
+    assert reloaded._state.size_bytes == thread._state.size_bytes
+
+
 async def test_find_messages_reaches_inline_and_paged_messages_in_thread_order(
     small: AsyncThreadStore, sync_small: ThreadStore
 ) -> None:

@@ -372,6 +372,52 @@ def test_a_delete_whose_page_update_fails_is_seen_by_readers_and_completed_by_th
     assert_readers_see(small, thread, expected)
 
 
+@pytest.mark.parametrize("next_writer", ["fresh object"])
+def test_image_removal_across_pages_whose_second_page_update_fails_loses_nothing(
+    small: ThreadStore, monkeypatch: pytest.MonkeyPatch, next_writer: str
+) -> None:
+    thread = RoleThread(store=small)
+    for i in range(8):
+        thread.post("user", f"look {i}", images=[big_image(i)])
+    real = small.pages.apply
+    applied: list[int] = []
+
+    def first_page_only(thread_id: str, record: Document) -> None:
+        if applied:
+            raise StoreUnavailableError("the second page could not be reached")
+        applied.append(record["page"])
+        real(thread_id, record)
+
+    monkeypatch.setattr(small.pages, "apply", first_page_only)
+
+    thread.remove_images()
+
+    assert applied == [0]
+    doc = stored(small, thread.id)
+    assert [record["page"] for record in doc["pending"]] == [1]
+    for messages in (thread.messages(), RoleThread.get(thread.id, store=small).messages()):
+        assert [m.text for m in messages] == [f"look {i}" for i in range(8)]
+        assert [m.images for m in messages] == [[]] * 8
+    assert all(not m.images for m in RoleMessage.find(role="user", store=small))
+
+    monkeypatch.delattr(small.pages, "apply")
+    writer = thread if next_writer == "same object" else RoleThread.get(thread.id, store=small)
+    writer.update_message(writer.messages()[0].id, text="done")
+
+    doc = stored(small, thread.id)
+    assert not doc.get("pending")
+    assert doc["size_bytes"] == writer._state.size_bytes
+    assert not any(
+        m.get("images") or m.get("blobs")
+        for page in all_pages(small, thread.id)
+        for m in page["messages"]
+    )
+    # The images of the page completed late are left for the sweep to release.
+    assert small.collection.database["threadmem_images.files"].count_documents({}) == 2
+    small.sweep_blobs(older_than=datetime.timedelta(0))
+    assert small.collection.database["threadmem_images.files"].count_documents({}) == 0
+
+
 # -- (c) movers with stale views ---------------------------------------------------------------
 
 

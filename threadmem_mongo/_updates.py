@@ -555,10 +555,16 @@ def change_paged_messages(
 def pending_applied(thread_id: str, record: Mapping[str, Any]) -> tuple[Filter, Update]:
     """Remove a pending record its page now holds. No version change: the change it
     records counted when it landed. Matches only while the record is there, so its
-    bytes are taken off ``size_bytes`` once."""
-    query: Filter = {"_id": thread_id, f"{PENDING}.v": record["v"]}
+    bytes are taken off ``size_bytes`` once.
+
+    A change to messages of several pages makes one record per page, all at the same
+    version: each is told apart by its page too, so removing one never drops another
+    whose page has not taken the change yet.
+    """
+    key = {"v": record["v"], "page": record["page"]}
+    query: Filter = {"_id": thread_id, PENDING: {"$elemMatch": key}}
     update: Update = {
-        "$pull": {PENDING: {"v": record["v"]}},
+        "$pull": {PENDING: key},
         "$inc": {"size_bytes": -record_size(record)},
     }
     return query, update
