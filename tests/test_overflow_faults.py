@@ -33,6 +33,7 @@ from threadmem_mongo import (
     RoleThread,
     StoreUnavailableError,
     ThreadStore,
+    VersionConflictError,
     _updates,
 )
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
@@ -416,6 +417,31 @@ def test_image_removal_across_pages_whose_second_page_update_fails_loses_nothing
     assert small.collection.database["threadmem_images.files"].count_documents({}) == 2
     small.sweep_blobs(older_than=datetime.timedelta(0))
     assert small.collection.database["threadmem_images.files"].count_documents({}) == 0
+
+
+def test_a_stale_writer_never_reapplies_a_completed_change_over_a_newer_one(
+    small: ThreadStore, pages_down: Callable[[], None]
+) -> None:
+    thread = long_thread(small, 12)
+    first = thread.messages()[0].id
+    thread.update_message(first, text="A")  # left pending
+    pages_down()
+    stale = RoleThread.get(thread.id, store=small)  # knows A as pending
+    current = RoleThread.get(thread.id, store=small)
+    current.update_message(first, text="C")  # completes A, then C
+    version = stored(small, thread.id)["version"]
+
+    with pytest.raises(VersionConflictError):
+        stale.update_message(first, text="D")
+
+    assert stored(small, thread.id)["version"] == version
+    assert not stored(small, thread.id).get("pending")
+    assert page_texts(small, thread.id)[0] == "C"
+    assert RoleThread.get(thread.id, store=small).messages()[0].text == "C"
+    assert [m.text for m in RoleMessage.find(id=first, store=small)] == ["C"]
+    stale.refresh()
+    stale.update_message(first, text="D")
+    assert page_texts(small, thread.id)[0] == "D"
 
 
 # -- (c) movers with stale views ---------------------------------------------------------------

@@ -240,9 +240,11 @@ def page_change_updates(
     """The page updates that apply a pending record, each idempotent.
 
     Each raises the page's ``version`` to the record's, so a mover holding an older view
-    cannot overwrite the page afterwards.
+    cannot overwrite the page afterwards; and each applies only to a page no newer than
+    the record, so a writer completing a record another writer completed already (and
+    followed with a newer change) cannot write the older change over the newer one.
     """
-    page = {"_id": page_id(thread_id, int(record["page"]))}
+    page = {"_id": page_id(thread_id, int(record["page"])), "version": {"$lte": int(record["v"])}}
     raised = {"$max": {"version": int(record["v"])}}
     sets: Mapping[str, Mapping[str, Any]] = record.get("set") or {}
     unsets: Mapping[str, Sequence[str]] = record.get("unset") or {}
