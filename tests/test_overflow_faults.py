@@ -315,7 +315,7 @@ def page_texts(store: ThreadStore, thread_id: str) -> list[str]:
     return [m["text"] for page in all_pages(store, thread_id) for m in page["messages"]]
 
 
-@pytest.mark.parametrize("next_writer", ["fresh object"])
+@pytest.mark.parametrize("next_writer", ["same object", "fresh object"])
 def test_an_edit_whose_page_update_fails_is_seen_by_readers_and_completed_by_the_next_change(
     small: ThreadStore, pages_down: Callable[[], None], next_writer: str
 ) -> None:
@@ -345,7 +345,7 @@ def test_an_edit_whose_page_update_fails_is_seen_by_readers_and_completed_by_the
     assert doc["version"] == writer.version
 
 
-@pytest.mark.parametrize("next_writer", ["fresh object"])
+@pytest.mark.parametrize("next_writer", ["same object", "fresh object"])
 def test_a_delete_whose_page_update_fails_is_seen_by_readers_and_completed_by_the_next_change(
     small: ThreadStore, pages_down: Callable[[], None], next_writer: str
 ) -> None:
@@ -373,7 +373,7 @@ def test_a_delete_whose_page_update_fails_is_seen_by_readers_and_completed_by_th
     assert_readers_see(small, thread, expected)
 
 
-@pytest.mark.parametrize("next_writer", ["fresh object"])
+@pytest.mark.parametrize("next_writer", ["same object", "fresh object"])
 def test_image_removal_across_pages_whose_second_page_update_fails_loses_nothing(
     small: ThreadStore, monkeypatch: pytest.MonkeyPatch, next_writer: str
 ) -> None:

@@ -975,48 +975,35 @@ class AsyncThreadStore:
                 totals["moves"] += 1
         return totals
 
-    async def change_paged(
-        self,
-        thread_id: str,
-        version: int,
-        built: tuple[Mapping[str, Any], Mapping[str, Any]],
-        records: Sequence[Mapping[str, Any]],
-        *,
-        on_same_version: Callable[[], Exception] | None = None,
-    ) -> int:
-        """Apply a conditional change to messages in pages (see ``_updates.change_paged_messages``).
-
-        Low-level: a step ``AsyncRoleThread`` uses. The change lands with the thread
-        document's update; bringing the pages up to date afterwards may fail without
-        losing it (readers apply what is pending, and the next change completes it).
-
-        Returns:
-            The new version, ``version + 1``.
-
-        Raises:
-            ThreadNotFoundError: No such thread.
-            VersionConflictError: The thread is no longer at ``version``.
-        """
-        new_version = await self.update_at_version(
-            thread_id, version, built, on_same_version=on_same_version
-        )
-        with contextlib.suppress(StoreUnavailableError):
-            await self.complete_pending(thread_id, records)
-        return new_version
-
-    async def complete_pending(self, thread_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+    async def complete_pending(self, thread_id: str, records: Sequence[Mapping[str, Any]]) -> int:
         """Bring pages up to date with pending records, then remove the records.
 
+        Low-level: a step ``AsyncRoleThread`` uses after a change to messages in pages
+        (see ``_updates.change_paged_messages``) has landed, and before its next one.
         Idempotent: safe to call with records another writer completed already.
 
         Args:
             thread_id: The thread.
             records: Its pending records, oldest first.
+
+        Returns:
+            The bytes the records removed here took in the thread document (those
+                another writer removed already count nothing).
+
+        Raises:
+            StoreUnavailableError: The server could not be reached; the records not yet
+                removed stay pending, and readers apply them.
         """
+        removed = 0
         for record in sorted(records, key=lambda record: int(record["v"])):
             await self._pages.apply(thread_id, record)
             with translated_errors(thread_id):
-                await self._collection.update_one(*_updates.pending_applied(thread_id, record))
+                result = await self._collection.update_one(
+                    *_updates.pending_applied(thread_id, record)
+                )
+            if result.matched_count:
+                removed += _pages.record_size(record)
+        return removed
 
     async def search_messages(self, filters: Mapping[str, object]) -> list[Document]:
         """Return ``{"_id": thread id, "messages": message}`` for each message matching

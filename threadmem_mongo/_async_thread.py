@@ -10,6 +10,7 @@ synchronous ``_thread.py``. Edit this file, then run ``python tools/synchro.py``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime
 import time
@@ -1016,30 +1017,37 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         """Send a change conditional on this object's version, and account for it.
 
         With ``records`` (changes to messages in pages) the changes still pending from
-        earlier writers are completed first, so pages take changes in order.
+        earlier writers are completed first, so pages take changes in order. The change
+        lands with the thread document's update; if its pages cannot be brought up to
+        date afterwards, its records stay pending (readers apply them) and this object
+        completes them before its next change to a page.
         """
         update = built[1]
         last_change_bytes = _updates.account_last_change(update, self._state.last_change_bytes)
-        grown = self._state.size_bytes + int(update["$inc"].get("size_bytes", 0))
-        if grown > DOCUMENT_BUDGET_BYTES:
-            raise ThreadTooLargeError(self.id, grown, DOCUMENT_BUDGET_BYTES)
-        if records:
-            if self._state.pending:
-                await self._store.complete_pending(self.id, self._state.pending)
-                grown -= sum(_pages.record_size(record) for record in self._state.pending)
-                self._state.pending = []
-            self._state.version = await self._store.change_paged(
-                self.id, self.version, built, records, on_same_version=on_same_version
-            )
-            # change_paged completed them, unless the pages could not be reached.
-            grown -= sum(_pages.record_size(record) for record in records)
-        else:
-            self._state.version = await self._store.update_at_version(
-                self.id, self.version, built, on_same_version=on_same_version
-            )
+        grown = int(update["$inc"].get("size_bytes", 0))
+        total = self._state.size_bytes + grown
+        if total > DOCUMENT_BUDGET_BYTES:
+            raise ThreadTooLargeError(self.id, total, DOCUMENT_BUDGET_BYTES)
+        if records and self._state.pending:
+            await self._complete(self._state.pending)
+        self._state.version = await self._store.update_at_version(
+            self.id, self.version, built, on_same_version=on_same_version
+        )
         self._state.updated = update["$set"]["updated"]
-        self._state.size_bytes = grown
+        self._state.size_bytes += grown
         self._state.last_change_bytes = last_change_bytes
+        if records:
+            with contextlib.suppress(StoreUnavailableError):
+                await self._complete(records)
+
+    async def _complete(self, records: list[dict[str, Any]]) -> None:
+        """Complete pending ``records`` one by one, in order, keeping the object's size
+        as the store's; those left when the pages cannot be reached stay in ``pending``."""
+        left = [dict(record) for record in records]
+        self._state.pending = left
+        while left:
+            self._state.size_bytes -= await self._store.complete_pending(self.id, left[:1])
+            del left[0]
 
     async def apply(
         self,
