@@ -444,6 +444,50 @@ def test_a_stale_writer_never_reapplies_a_completed_change_over_a_newer_one(
     assert page_texts(small, thread.id)[0] == "D"
 
 
+@pytest.mark.asyncio
+async def test_async_edit_whose_page_update_fails_is_read_and_completed_by_the_next_change(
+    async_small: AsyncThreadStore, sync_twin: ThreadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thread = await AsyncRoleThread.create(store=async_small)
+    for i in range(12):
+        await thread.post("user", f"m{i}")
+    ids = [m.id for m in await thread.messages()]
+
+    async def unreachable(*args: Any) -> None:
+        raise StoreUnavailableError("the page could not be reached")
+
+    monkeypatch.setattr(async_small.pages, "apply", unreachable)
+    await thread.update_message(ids[0], text="edited")
+    version = thread.version
+    # The next change to a page completes the pending one first: while the pages cannot
+    # be reached it raises, and writes nothing.
+    with pytest.raises(StoreUnavailableError):
+        await thread.delete_message(ids[3])
+
+    expected = ["edited", *names(12)[1:]]
+    doc = stored(sync_twin, thread.id)
+    assert len(doc["pending"]) == 1
+    assert doc["version"] == version == thread.version
+    assert [m.text for m in await thread.messages()] == expected
+    reloaded = await AsyncRoleThread.get(thread.id, store=async_small)
+    assert [m.text for m in await reloaded.messages()] == expected
+    assert [m.text for m in await thread.history(limit=100)] == expected
+    found = await AsyncRoleThread.find_messages(thread_id=thread.id, store=async_small)
+    assert [m.text for m in found] == expected
+    assert_readers_see(sync_twin, RoleThread.get(thread.id, store=sync_twin), expected)
+
+    monkeypatch.delattr(async_small.pages, "apply")
+    await thread.delete_message(ids[3])
+
+    expected.remove("m3")
+    doc = assert_layout(sync_twin, thread.id, expected)
+    assert not doc.get("pending")
+    assert doc["size_bytes"] == thread._state.size_bytes
+    assert doc["version"] == version + 1 == thread.version
+    paged = [m["text"] for page in all_pages(sync_twin, thread.id) for m in page["messages"]]
+    assert paged == expected[: len(paged)]
+
+
 # -- (c) movers with stale views ---------------------------------------------------------------
 
 
