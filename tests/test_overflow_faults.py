@@ -329,6 +329,10 @@ def test_an_edit_whose_page_update_fails_is_seen_by_readers_and_completed_by_the
     assert [m.text for m in thread.messages()] == expected
     assert_readers_see(small, thread, expected)
     assert RoleMessage.find(text="m0", store=small) == []
+    assert [m.id for m in RoleMessage.find(text="edited", store=small)] == [ids[0]]
+    assert [m.id for m in RoleMessage.find(text="edited", thread_id=thread.id, store=small)] == [
+        ids[0]
+    ]
     doc = stored(small, thread.id)
     assert [record["v"] for record in doc["pending"]] == [doc["version"]] == [thread.version]
     assert page_texts(small, thread.id)[0] == "m0"  # the page itself is as it was
@@ -474,6 +478,9 @@ async def test_async_edit_whose_page_update_fails_is_read_and_completed_by_the_n
     assert [m.text for m in await thread.history(limit=100)] == expected
     found = await AsyncRoleThread.find_messages(thread_id=thread.id, store=async_small)
     assert [m.text for m in found] == expected
+    (edited,) = await AsyncRoleThread.find_messages(text="edited", store=async_small)
+    assert edited.id == ids[0]
+    assert await AsyncRoleThread.find_messages(text="m0", store=async_small) == []
     assert_readers_see(sync_twin, RoleThread.get(thread.id, store=sync_twin), expected)
 
     monkeypatch.delattr(async_small.pages, "apply")

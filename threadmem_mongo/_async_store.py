@@ -1019,9 +1019,37 @@ class AsyncThreadStore:
         inline = await self.find_messages(pipeline)
         element, pre = _updates.message_search_conditions(filters)
         paged = await self._pages.find_messages(element, pre)
+        if "text" in element:
+            paged = await self._with_pending_pages(paged, pre)
         if not paged:
             return inline
         return await self._merge_paged_results(inline, paged, element)
+
+    async def _with_pending_pages(
+        self, paged: list[Document], pre: Mapping[str, Any]
+    ) -> list[Document]:
+        """Add every message of the pages that changes still pending will edit.
+
+        An edit not yet applied to its page may give a message the text searched for,
+        which the page itself does not hold: such pages are read whole, and the merge
+        applies the pending changes before matching.
+        """
+        query: Document = {f"{_pages.PENDING}.0": {"$exists": True}}
+        if "thread_id" in pre:
+            query["_id"] = pre["thread_id"]
+        with translated_errors():
+            cursor = self._collection.find(query, {_pages.PENDING: 1})
+            touched = {
+                (doc["_id"], int(record["page"]))
+                async for doc in cursor
+                for record in doc.get(_pages.PENDING) or []
+            }
+        if not touched:
+            return paged
+        kept = [hit for hit in paged if (hit["thread_id"], hit["n"]) not in touched]
+        for thread_id, n in sorted(touched):
+            kept += await self._pages.find_messages({}, {"thread_id": thread_id, "n": n})
+        return kept
 
     async def _merge_paged_results(
         self, inline: list[Document], paged: list[Document], element: Mapping[str, Any]
