@@ -31,6 +31,14 @@ PROCESS_TIMEOUT = 90.0
 APPLY_ATTEMPTS = 1000
 
 
+@pytest.fixture
+def wire_store(wire_store: ThreadStore) -> ThreadStore:
+    """The wire store with every message inline: these tests compare versions with
+    message counts, which moves to overflow pages would also raise. Concurrent writers
+    across pages are in ``test_overflow_processes.py``."""
+    return ThreadStore(wire_store.collection, max_inline_messages=None)
+
+
 def stored(store: ThreadStore, thread_id: str) -> Document:
     doc = store.collection.find_one({"_id": thread_id})
     assert doc is not None
@@ -170,7 +178,7 @@ def post_from_process(
     results: Any,
 ) -> None:
     """Child process: post ``posts`` messages through its own object, report what it holds."""
-    threadmem_mongo.configure(uri=uri, database=database, timeout=10)
+    threadmem_mongo.configure(uri=uri, database=database, timeout=10, max_inline_messages=None)
     try:
         mine = RoleThread.get(thread_id)
         barrier.wait(timeout=60)
@@ -191,7 +199,7 @@ def increment_from_process(
     results: Any,
 ) -> None:
     """Child process: add one to metadata["counter"] ``increments`` times through apply()."""
-    threadmem_mongo.configure(uri=uri, database=database, timeout=10)
+    threadmem_mongo.configure(uri=uri, database=database, timeout=10, max_inline_messages=None)
     try:
         mine = RoleThread.get(thread_id)
         calls = 0
