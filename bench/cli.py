@@ -172,6 +172,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--uri", help="benchmark this running MongoDB instead of starting a SecantusDB server"
     )
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help="extend the overflow section's post cost curve to 100,000 messages",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument(
         "--only",
@@ -204,7 +209,17 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"wrote {page}", started)
         return 0
 
-    from bench import adapters, concurrency, memory, ops, original, ours, peers, report
+    from bench import (
+        adapters,
+        concurrency,
+        memory,
+        ops,
+        original,
+        ours,
+        overflow,
+        peers,
+        report,
+    )
     from bench.server import WireServer
     from bench.targets import (
         DATABASE,
@@ -265,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             runner.skip("original", skip_reason)
+        sizes = overflow.sizes_for(plan.mode, args.long)
+        runner.run(
+            "overflow",
+            lambda: overflow.overflow(wire, sizes, None if run_peers else skip_reason),
+            before=fresh,
+        )
         fresh()
         wire.close()
         mock.close()

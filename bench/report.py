@@ -154,6 +154,7 @@ class Page:
         self.concurrency_section()
         self.memory_section()
         self.adapters_section()
+        self.overflow_section()
         self.not_run()
         return "\n".join(self.lines).rstrip() + "\n"
 
@@ -231,6 +232,10 @@ class Page:
             why = reason(self.sections.get("post_cost_wire")) or "no data"
             self.add(f"- **Post vs raw pymongo floor (ratio to raw pymongo)**: {why}.")
         self.add(f"- **Post vs the original threadmem 0.2.39 (SQLite)**: {self._vs_original()}.")
+        from bench import overflow
+
+        long_threads = overflow.headline(self.sections.get("overflow"))
+        self.add(f"- **Long threads (overflow pages)**: {long_threads}.")
         concurrency = self.sections.get("concurrency") or {}
         if not reason(concurrency):
             posts = sum(r["posts"] for r in concurrency["rows"])
@@ -1028,6 +1033,15 @@ class Page:
         from bench import adapters
 
         self.add(*adapters.render(self.sections.get("adapters"), self.meta, self.note_missing))
+
+    def overflow_section(self) -> None:
+        from bench import overflow
+
+        self.add(
+            *overflow.render(
+                self.sections.get("overflow"), self.sections, self.plot, self.note_missing
+            )
+        )
 
     def not_run(self) -> None:
         self.add("## What could not run, and why", "")

@@ -15,6 +15,7 @@ Commands:
   ``to_openai()`` of the result.
 * ``{"op": "prepare", "length": L}``: store a thread of L messages for ``posts``.
 * ``{"op": "posts", "length": L, "count": K}``: K posts into that thread.
+* ``{"op": "post_new", "count": K}``: K posts into a new thread (total time).
 """
 
 from __future__ import annotations
@@ -143,6 +144,13 @@ class Driver:
             thread.post("user", self.text)
         return {"seconds": time.perf_counter() - start}
 
+    def post_new(self, count: int) -> dict[str, Any]:
+        thread = self.RoleThread(owner_id="bench")
+        start = time.perf_counter()
+        for _ in range(count):
+            thread.post("user", self.text)
+        return {"seconds": time.perf_counter() - start}
+
     def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         op = command["op"]
         if op == "workloads":
@@ -151,6 +159,8 @@ class Driver:
             return self.prepare(int(command["length"]))
         if op == "posts":
             return self.posts(int(command["length"]), int(command["count"]))
+        if op == "post_new":
+            return self.post_new(int(command["count"]))
         raise ValueError(f"unknown op {op!r}")
 
 
