@@ -26,6 +26,7 @@ SECTIONS = (
     "## 6. Concurrency",
     "## 7. Memory",
     "## 8. Agent-framework adapters",
+    "## 9. Long threads: overflow pages",
     "## What could not run, and why",
 )
 
@@ -100,6 +101,53 @@ def test_adapter_section_pairs_ours_with_each_peer(smoke_run: tuple[Path, str]) 
     assert sorted(summary) == ["Google ADK", "OpenAI Agents SDK", "Pydantic AI"], section
 
 
+def test_overflow_section_checks_its_targets(smoke_run: tuple[Path, str]) -> None:
+    _out, text = smoke_run
+    section = text.split("## 9. Long threads: overflow pages", 1)[1].split("\n## ", 1)[0]
+    verdict = r"(pass|\*\*miss\*\*)"
+    assert re.search(
+        rf"^\| post at 2,000 ÷ post at 200 messages \(paired\) \| ≤ 1\.5x \| "
+        rf"\d+\.\d+x \([\d.]+\u2013[\d.]+\) \| {verdict} \|$",
+        section,
+        re.MULTILINE,
+    ), section
+    for length in ("200", "2,000"):
+        assert re.search(
+            rf"^\| commands of the newest 20 at {length} messages \| 1 \| \d+ \| {verdict} \|$",
+            section,
+            re.MULTILINE,
+        ), section
+    whole = re.search(
+        r"^\| commands of the whole 2,000-message thread \((\d+) pages\) \| "
+        rf"≤ 2 \+ pages/100 = [\d.]+ \| (\d+) \| {verdict} \|$",
+        section,
+        re.MULTILINE,
+    )
+    assert whole is not None, section
+    assert int(whole.group(1)) > 0, section
+    # The original runs in its venv, which smoke mode skips.
+    assert section.count("| not run: skipped in --smoke mode") == 2, section
+    # The curve: a latency and a paired ratio per length, paged and inline.
+    for length, limits in (("200", "default limits"), ("2,000", "default limits")):
+        assert re.search(
+            rf"^\| {length} \| {limits} \| [\d.]+ (ms|µs) .*\| \d+\.\d+x ",
+            section,
+            re.MULTILINE,
+        ), section
+    assert re.search(
+        r"^\| 200 \| overflow off \(all inline\) \| [\d.]+ (ms|µs) .*\| \d+\.\d+x ",
+        section,
+        re.MULTILINE,
+    ), section
+    # Reading the whole thread returns every message.
+    assert re.search(
+        r"^\| 2,000 \| \d+ \| \d+ \(find.*\) \| \d+ \(.*\) \| 2,000 \|", section, re.MULTILINE
+    ), section
+    assert re.search(
+        r"^- \*\*Long threads \(overflow pages\)\*\*: \d+ of 4 targets", text, re.MULTILINE
+    )
+
+
 def test_smoke_skips_the_venvs(smoke_run: tuple[Path, str]) -> None:
     _out, text = smoke_run
     assert text.count("not run: skipped in --smoke mode") >= 2
@@ -112,6 +160,7 @@ def test_plots_are_written(smoke_run: tuple[Path, str]) -> None:
         assert not names
         assert "pip install matplotlib" in text
         return
-    assert {"bench-post-latency.png", "bench-concurrency.png", "bench-memory.png"} <= set(names)
+    expected = {"bench-post-latency.png", "bench-concurrency.png", "bench-memory.png"}
+    assert expected | {"bench-overflow.png"} <= set(names)
     for name in names:
         assert (out / name).stat().st_size > 1000, name
