@@ -135,10 +135,10 @@ FRAMEWORKS = (
         venv="venv-adk-mongodb",
         requirements=("google-adk[mongodb]",),
         note="ADK has no batch append: both sessions are prefilled by writing the stored "
-        "form of `append_event` in bulk (ours: the adapter's messages in one `extend`; "
-        "the peer: its event documents, and the session's revision); `compact()` then "
-        "moves our oldest messages to overflow pages, as appends would have. The timed "
-        "appends go through `append_event`.",
+        "form of `append_event` in bulk (ours: the session's thread created again with "
+        "the adapter's messages, the oldest in overflow pages as appends leave them; the "
+        "peer: its event documents, and the session's revision). The timed appends go "
+        "through `append_event`.",
     ),
     Framework(
         key="pydantic",

@@ -413,11 +413,14 @@ class OursAdk(AdkCase, Ours):
         self.service = ThreadMemSessionService(store=self.store)
 
     async def fill(self, session: Any, length: int) -> None:
-        """All the events in one update, each stored as ``append_event`` stores it.
+        """The session's thread written again with the events, each stored as
+        ``append_event`` stores it, in one creation that puts the oldest in overflow
+        pages as appends would have.
 
-        10,000 ``append_event`` calls into one growing document would take most of the
-        run on SecantusDB; the timed appends afterwards do go through ``append_event``.
+        10,000 ``append_event`` calls would take most of the run on SecantusDB; the
+        timed appends afterwards do go through ``append_event``.
         """
+        from threadmem_mongo import V1RoleThread
         from threadmem_mongo.aio import AsyncRoleThread
         from threadmem_mongo.integrations import adk
 
@@ -425,10 +428,19 @@ class OursAdk(AdkCase, Ours):
             return
         thread_id = adk.ThreadMemSessionService.thread_id(self.app, self.user, self.sid)
         thread = await AsyncRoleThread.get(thread_id, last=0, store=self.store)
-        messages = [adk._event_to_message(thread_id, self.event(i)) for i in range(length)]
-        await thread.extend(messages)
-        # As many appends would have left it: the oldest messages in overflow pages.
-        await self.store.compact(thread_id)
+        events = [adk._event_to_message(thread_id, self.event(i)) for i in range(length)]
+        schema = V1RoleThread(
+            id=thread_id,
+            owner_id=thread.owner_id,
+            public=thread.public,
+            name=thread.name,
+            metadata=thread.metadata,
+            messages=[message.to_v1() for message in events],
+            created=thread.created,
+            updated=time.time(),
+        )
+        await thread.delete()
+        await AsyncRoleThread.from_v1(schema, store=self.store)
 
     async def close(self) -> None:
         await self.client.close()
