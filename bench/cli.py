@@ -196,7 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan: Plan = SMOKE if args.smoke else FULL
-    if args.only and args.out == ROOT / "docs":
+    if args.only and args.out.resolve() == (ROOT / "docs").resolve():
         print("--only writes a partial page: pass --out DIR outside docs/", file=sys.stderr)
         return 2
     started = time.monotonic()
