@@ -236,6 +236,10 @@ def test_processes_posting_past_the_limit_lose_and_duplicate_nothing(
     for i in range(2 * (len(leftovers) + 1)):
         survivor.post("assistant", f"after {i}")
     assert_leftovers_replaced(store, thread.id, leftovers)
+    # However far concurrent posts outran the moves, a writer alone brings the thread
+    # back within its limits.
+    doc, _ = committed_layout(store, thread.id)
+    assert len(doc["messages"]) <= LIMIT
 
 
 def assert_leftovers_replaced(

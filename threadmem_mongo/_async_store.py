@@ -894,8 +894,9 @@ class AsyncThreadStore:
             thread_id: The thread.
 
         Returns:
-            ``{"version", "moved", "moved_bytes"}`` of the move this call committed (the
-                version it was based on), or None when none was needed or another writer
+            ``{"version", "moved", "moved_bytes", "still_over"}`` of the move this call
+                committed (the version it was based on; whether the thread is still over
+                its limits after it), or None when none was needed or another writer
                 came first.
         """
         if not self._limits.enabled:
@@ -934,7 +935,14 @@ class AsyncThreadStore:
             with translated_errors(thread_id):
                 result = await self._collection.update_one(query, update)
             if result.matched_count:
-                return {"version": version, "moved": len(moving), "moved_bytes": moved}
+                left = inline - len(moving)
+                still_over = self._limits.needs_move(left, int(head.get("size_bytes", 0)) - moved)
+                return {
+                    "version": version,
+                    "moved": len(moving),
+                    "moved_bytes": moved,
+                    "still_over": still_over,
+                }
         return None
 
     async def compact(self, thread_id: str | None = None) -> dict[str, int]:

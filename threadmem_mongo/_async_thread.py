@@ -54,6 +54,9 @@ _IS_SYNC = False
 #: How often ``AsyncRoleThread.apply`` re-reads and retries before giving up.
 DEFAULT_APPLY_ATTEMPTS = 5
 
+#: At most this many pages are moved after one write (see ``_move_overflow``).
+MOVES_PER_WRITE = 8
+
 #: How often ``AsyncRoleThread.copy`` starts again when a shared image was released
 #: while it copied (its message was deleted meanwhile).
 COPY_ATTEMPTS = 5
@@ -471,15 +474,22 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         state = self._state
         if not self._store.limits.needs_move(state.inline_count, state.size_bytes):
             return
-        try:
-            moved = await self._store.move_overflow(self.id)
-        except (StoreUnavailableError, ThreadNotFoundError):
-            return
-        if moved is not None and moved["version"] == state.version:
-            state.version += 1
-            state.page_count += 1
-            state.paged_count += int(moved["moved"])
-            state.size_bytes -= int(moved["moved_bytes"])
+        # More than one page when others' posts outran earlier moves (moves give way to
+        # concurrent writers), so the thread gets back within its limits.
+        for _ in range(MOVES_PER_WRITE):
+            try:
+                moved = await self._store.move_overflow(self.id)
+            except (StoreUnavailableError, ThreadNotFoundError):
+                return
+            if moved is None:
+                return
+            if moved["version"] == state.version:
+                state.version += 1
+                state.page_count += 1
+                state.paged_count += int(moved["moved"])
+                state.size_bytes -= int(moved["moved_bytes"])
+            if not moved["still_over"]:
+                return
 
     async def _follow_others(self) -> None:
         """After a write that landed among others' changes, read what they changed.

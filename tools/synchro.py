@@ -271,8 +271,9 @@ def _apply(text: str, edits: list[Edit]) -> str:
 
 
 def _ruff(text: str, filename: str) -> str:
-    """Sort imports and format ``text`` with ruff, as the rest of the package is."""
-    for command in (["check", "--select", "I", "--fix", "--quiet"], ["format", "--quiet"]):
+    """Sort imports, drop those the sync code no longer uses, and format ``text`` with
+    ruff, as the rest of the package is."""
+    for command in (["check", "--select", "I,F401", "--fix", "--quiet"], ["format", "--quiet"]):
         result = subprocess.run(
             [sys.executable, "-m", "ruff", *command, "--stdin-filename", filename, "-"],
             input=text,
