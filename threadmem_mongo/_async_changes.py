@@ -64,31 +64,10 @@ async def follow(
     idle_timeout: float | None = None,
     reconnect_timeout: float = 30.0,
 ) -> AsyncGenerator[Document | None, None]:
-    """Yield change-stream documents; first ``None`` once the stream is open.
+    """Yield the changes of ``collection``; first ``None`` once the stream is open.
 
-    A dropped connection or a restarting server does not end it: the stream is
-    reopened from the last resume token, so nothing is missed or repeated, until
-    ``reconnect_timeout`` seconds pass without success. With ``idle_timeout`` it ends
-    after that many seconds without a change.
-
-    Low-level: a step ``AsyncRoleThread`` uses; apps normally call the ``AsyncRoleThread``
-    methods instead, which keep the object's state and the invariants.
-
-    Args:
-        pipeline: The change-stream pipeline, from ``threadmem_mongo._events``.
-        resume_after: A resume token to start after.
-        full_document: Passed to the server's change stream (``"updateLookup"``).
-        idle_timeout: End after this many seconds without a change (None: never).
-        reconnect_timeout: Give up after this many seconds of failed reopening.
-
-    Yields:
-        ``None`` once, when the stream is first open, then each change document.
-
-    Raises:
-        ConfigurationError: The server has no change streams (standalone, mongomock).
-        StoreUnavailableError: The server stayed unreachable for ``reconnect_timeout``.
-        ThreadMemError: The server ended the stream with an error that cannot be
-            resumed (for example, the resume token has left the oplog).
+    The contract, arguments and errors are those of ``AsyncThreadStore.changes``, which
+    calls this.
     """
     token = resume_after
     opened = False

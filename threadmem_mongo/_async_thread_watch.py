@@ -21,7 +21,6 @@ from threadmem_mongo import (
 )
 from threadmem_mongo._async_store import AsyncThreadStore
 from threadmem_mongo._config import async_default_store
-from threadmem_mongo._document import ThreadState
 from threadmem_mongo._events import (
     ThreadEvent,
     events_from_change,
@@ -34,7 +33,7 @@ from threadmem_mongo._models import (
 from threadmem_mongo._state import check_resume_token
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    pass
 
 
 class AsyncThreadWatch:
@@ -43,40 +42,11 @@ class AsyncThreadWatch:
     if TYPE_CHECKING:
         # Provided by AsyncRoleThread, which this class is a part of.
         _store: AsyncThreadStore
-        _state: ThreadState
 
         @property
         def id(self) -> str: ...
 
-        @property
-        def owner_id(self) -> str | None: ...
-
-        @property
-        def public(self) -> bool: ...
-
-        @property
-        def name(self) -> str | None: ...
-
-        @property
-        def metadata(self) -> dict[str, Any] | None: ...
-
-        @property
-        def version(self) -> int: ...
-
-        @property
-        def created(self) -> float: ...
-
-        @property
-        def updated(self) -> float: ...
-
-        async def messages(
-            self, include_private: bool = True, *, resolve_images: bool = True
-        ) -> list[RoleMessage]: ...
-
         async def _resolve(self, message: RoleMessage) -> RoleMessage: ...
-
-        @classmethod
-        async def _create(cls, state: ThreadState, store: AsyncThreadStore | None) -> Self: ...
 
     # -- live changes --------------------------------------------------------------------
 
