@@ -23,6 +23,7 @@ from bench.measure import summary
 from bench.plan import TEXT, Plan
 from bench.targets import DATABASE
 from bench.venvs import LineDriver, NotRunError
+from threadmem_mongo._pages import DEFAULT_MAX_INLINE_MESSAGES
 
 DRIVER = "bench.drivers.adapter_peers"
 #: Sessions at or above this length get :attr:`Sizes.long_reps` repetitions.
@@ -324,12 +325,14 @@ def render(
         "adapter adds to the one write the server has to do anyway.",
         "",
         "> **What the server does to these figures.** threadmem-mongo keeps a session in "
-        "one thread document holding its newest messages (up to 200 by default; older "
+        "one thread document holding its newest messages (up to "
+        f"{DEFAULT_MAX_INLINE_MESSAGES} by default; older "
         "ones move to overflow page documents), and an append updates that document; "
         "the MongoDB peers insert one document per item (per `add_items` call for "
         "`MongoDBSession`). SecantusDB's cost per update grows with the size of the "
         "document (section 1) and an insert's does not, so on this server part of our "
-        "append is the server's cost of updating a document of up to 200 messages: the "
+        "append is the server's cost of updating a document of up to "
+        f"{DEFAULT_MAX_INLINE_MESSAGES} messages: the "
         "floor column shows that part. On `mongod` run `python -m bench --uri ...`.",
         "",
     ]

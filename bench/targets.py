@@ -161,7 +161,10 @@ class Floor:
     """Raw pymongo: ``update_one`` with ``$push`` of the same message subdocument.
 
     It pushes into a copy of a thread document, in the same collection (same indexes),
-    so the server handles a document of the same size as the library's post does.
+    so the server handles a document of the same size as the library's post does. The
+    library moves its oldest messages to overflow pages past its inline limit, so its
+    document stays that size; the copy keeps its number of messages too, with ``$slice``
+    in the same update.
     """
 
     def __init__(self, collection: Collection[Document], thread: RoleThread) -> None:
@@ -175,13 +178,15 @@ class Floor:
         _renew_message_ids(source)
         collection.insert_one(source)
         self.id = source["_id"]
+        self.keep = max(1, len(source.get("messages") or []))
 
     def message(self, template: Document) -> Document:
         return {**template, "id": str(uuid.uuid4()), "created": time.time()}
 
     def push(self, template: Document, collection: Collection[Document] | None = None) -> None:
         target = collection if collection is not None else self.collection
-        target.update_one({"_id": self.id}, {"$push": {"messages": self.message(template)}})
+        pushed = {"$each": [self.message(template)], "$slice": -self.keep}
+        target.update_one({"_id": self.id}, {"$push": {"messages": pushed}})
 
 
 class SameCommand:
@@ -189,9 +194,10 @@ class SameCommand:
 
     Replays the captured command into another copy of the thread with a fresh message
     id, the copy's ``_id`` and, if the filter pins a ``version``, the copy's current
-    version, so every replay matches and writes just as the library's post does. The gap
-    to :class:`Floor` is the command's cost; the gap to the library's post is the
-    library's own Python.
+    version, so every replay matches and writes just as the library's post does. As for
+    :class:`Floor`, ``$slice`` keeps the copy at its number of messages. The gap to
+    :class:`Floor` is the command's cost; the gap to the library's post is the library's
+    own Python.
     """
 
     def __init__(
@@ -207,6 +213,7 @@ class SameCommand:
         _renew_message_ids(source)
         collection.insert_one(source)
         self.id = source["_id"]
+        self.keep = max(1, len(source.get("messages") or []))
         self.version = source.get("version")
         self.message_id = command.update["$push"]["messages"]["id"]
         self.version_step = int(command.update.get("$inc", {}).get("version", 0))
@@ -222,6 +229,7 @@ class SameCommand:
         if "updated" in update.get("$set", {}):
             update["$set"] = {**update["$set"], "updated": now}
         update["$push"]["messages"]["created"] = now
+        update["$push"]["messages"] = {"$each": [update["$push"]["messages"]], "$slice": -self.keep}
         if self.command.name == "findAndModify":
             matched = self.collection.find_one_and_update(
                 query,
