@@ -384,9 +384,9 @@ class Page:
             "subdocument; and raw pymongo sending the library's own post command"
             f"{self._post_command()}, captured by command monitoring and replayed with "
             "the same filter and update. The library moves a thread's oldest messages to "
-            "overflow pages past its inline limit; both copies keep the number of messages "
-            "they started with (`$slice` in the same `$push`), so all three update a document "
-            "of the same size. *Post ÷ same command* is what the library's Python "
+            "overflow pages past its inline limit; both copies stop growing at that limit "
+            "(`$slice` in the same `$push`), so all three update documents of about the same "
+            "size. *Post ÷ same command* is what the library's Python "
             "adds; *same command ÷ floor* is what the richer command costs the server.",
             "",
         )

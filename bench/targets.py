@@ -19,6 +19,7 @@ from pymongo.collection import Collection
 from bench.measure import CommandLog
 from bench.plan import TEXT
 from threadmem_mongo import RoleThread, ThreadStore
+from threadmem_mongo._pages import DEFAULT_MAX_INLINE_MESSAGES
 
 Document = dict[str, Any]
 DATABASE = "threadmem_bench"
@@ -108,6 +109,12 @@ def _swap(value: Any, old: str, new: str) -> Any:
     return value
 
 
+def _kept_size(document: Document) -> int:
+    """How many messages a floor's copy of a thread keeps (``$slice``): like the
+    library's thread document, it grows up to the inline limit and no further."""
+    return max(len(document.get("messages") or []), DEFAULT_MAX_INLINE_MESSAGES)
+
+
 def _renew_message_ids(document: Document) -> None:
     """Give a thread copy's messages new ids: message ids are unique across threads."""
     for message in document.get("messages", []):
@@ -163,8 +170,8 @@ class Floor:
     It pushes into a copy of a thread document, in the same collection (same indexes),
     so the server handles a document of the same size as the library's post does. The
     library moves its oldest messages to overflow pages past its inline limit, so its
-    document stays that size; the copy keeps its number of messages too, with ``$slice``
-    in the same update.
+    document grows no further; the copy stops at that limit too (or at its starting
+    size, if larger), with ``$slice`` in the same update.
     """
 
     def __init__(self, collection: Collection[Document], thread: RoleThread) -> None:
@@ -178,7 +185,7 @@ class Floor:
         _renew_message_ids(source)
         collection.insert_one(source)
         self.id = source["_id"]
-        self.keep = max(1, len(source.get("messages") or []))
+        self.keep = _kept_size(source)
 
     def message(self, template: Document) -> Document:
         return {**template, "id": str(uuid.uuid4()), "created": time.time()}
@@ -195,7 +202,7 @@ class SameCommand:
     Replays the captured command into another copy of the thread with a fresh message
     id, the copy's ``_id`` and, if the filter pins a ``version``, the copy's current
     version, so every replay matches and writes just as the library's post does. As for
-    :class:`Floor`, ``$slice`` keeps the copy at its number of messages. The gap to
+    :class:`Floor`, ``$slice`` stops the copy at the inline limit. The gap to
     :class:`Floor` is the command's cost; the gap to the library's post is the library's
     own Python.
     """
@@ -213,7 +220,7 @@ class SameCommand:
         _renew_message_ids(source)
         collection.insert_one(source)
         self.id = source["_id"]
-        self.keep = max(1, len(source.get("messages") or []))
+        self.keep = _kept_size(source)
         self.version = source.get("version")
         self.message_id = command.update["$push"]["messages"]["id"]
         self.version_step = int(command.update.get("$inc", {}).get("version", 0))
