@@ -274,13 +274,17 @@ def split_for_pages(
     if not limits.enabled or not messages:
         return [], list(messages)
     size = limits.page_size()
+    sizes = [_bytes(message) for message in messages]
+    inline_bytes = sum(sizes)
     pages: list[list[Mapping[str, Any]]] = []
-    rest = list(messages)
-    while limits.needs_move(len(rest), sum(_bytes(message) for message in rest)):
-        take = min(size, len(rest) - 1)
-        pages.append(rest[:take])
-        rest = rest[take:]
-    return pages, rest
+    start = 0
+    # Each message is measured once; the inline rest shrinks from the front.
+    while limits.needs_move(len(messages) - start, inline_bytes):
+        take = min(size, len(messages) - start - 1)
+        pages.append(list(messages[start : start + take]))
+        inline_bytes -= sum(sizes[start : start + take])
+        start += take
+    return pages, list(messages[start:])
 
 
 def _bytes(message: Mapping[str, Any]) -> int:
