@@ -76,6 +76,9 @@ CANNOT_CREATE_INDEX = 67
 #: thread when others wrote in between.
 PAGED_READ_ATTEMPTS = 5
 MOVE_ATTEMPTS = 3
+#: How often an append that fits but missed (the thread changed between its filter and
+#: the read that tells why) is sent again.
+APPEND_ATTEMPTS = 3
 
 #: The TTL index: the server deletes a thread once its ``expires_at`` has passed.
 TTL_INDEX: tuple[str, list[tuple[str, int]]] = ("expires_at", [("expires_at", ASCENDING)])
@@ -562,7 +565,7 @@ class AsyncThreadStore:
             await self._check_ids_elsewhere(thread_id, [message_doc["id"]], in_pages=True)
         built = _updates.append_message(thread_id, message_doc, size, now)
         appended, in_sequence = await self._commutative_update(thread_id, built, known_version)
-        for _ in range(MOVE_ATTEMPTS):
+        for _ in range(APPEND_ATTEMPTS):
             if appended:
                 return True, in_sequence
             with translated_errors(thread_id):
