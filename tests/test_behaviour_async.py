@@ -1,13 +1,17 @@
-"""The async twin: ``threadmem_mongo.aio`` on every backend (mongomock through
-``tests/asyncmock.py``, the SecantusDB wire server, ``THREADMEM_TEST_MONGODB_URI``).
+"""The behaviour suite: ``RoleThread`` and ``RoleMessage`` behaviour on every backend.
 
-Mirrors the sync behaviour suite (``test_behaviour.py``) and the bad-input cases
-(``test_bad_input.py``) through ``AsyncRoleThread``, then checks that both APIs write and
-read the very same documents, and that concurrent posts from tasks all land once.
+Written once, through the async API; ``tools/synchro.py`` generates the sync suite
+(``tests/test_behaviour.py``) from this file, as it generates the sync package modules
+from their async sources, so both APIs are held to the same tests. Each test runs on
+conftest's ``async_store`` (``store`` in the sync suite): a fresh database on each backend
+(mongomock, the SecantusDB wire server, and ``THREADMEM_TEST_MONGODB_URI``'s server when
+set) that is the default store, so calls without ``store=`` land there. Stored documents
+are asserted through the backend's sync client (``async_raw``, ``raw`` in the sync suite).
 
-Each test runs on conftest's ``async_store``: a fresh database that is the default of
-``threadmem_mongo.aio``, so calls without ``store=`` land there; stored documents are
-asserted through the backend's sync client.
+Tests between ``# synchro: begin async-only`` and ``# synchro: end async-only`` mean
+something only with an event loop (concurrent tasks). What only the sync API has is in
+``test_behaviour_sync_only.py``; what ties the two APIs together, and the async API's own
+configuration, is in ``test_async_api.py``.
 """
 
 from __future__ import annotations
@@ -31,16 +35,12 @@ import pytest_asyncio
 from PIL import Image
 from pymongo.collection import Collection
 
-import threadmem_mongo.aio as aio
 from threadmem_mongo import (
-    ConfigurationError,
     ImageFormatError,
     InvalidInputError,
     MessageNotFoundError,
     RoleMessage,
-    RoleThread,
     ThreadNotFoundError,
-    ThreadStore,
     ThreadTooLargeError,
     V1Role,
     V1RoleMessage,
@@ -60,14 +60,13 @@ URL = "https://example.com/cat.png"
 DATA_URI = "data:image/png;base64,iVBORw0KGgo="
 MB = 1024 * 1024
 BIG = 2**70  # MongoDB stores integers of at most 64 bits
-CONCURRENT = 20
 
 
 def role(name: str = "assistant", user_id: str = "bot-1") -> V1Role:
     return V1Role(name=name, user_id=user_id, user_name="Bot", icon="https://x/icon.png")
 
 
-def stored(raw: Raw, thread: AsyncRoleThread | RoleThread) -> Document:
+def stored(raw: Raw, thread: AsyncRoleThread) -> Document:
     doc = raw.find_one({"_id": thread.id})
     assert doc is not None, f"thread {thread.id} is not stored"
     return doc
@@ -92,30 +91,9 @@ def big_png_data_uri() -> str:
     return uri
 
 
-# -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def raw(async_raw: Raw) -> Raw:
-    """The threads collection of the test's database, through the sync client."""
-    return async_raw
-
-
-@pytest.fixture
-def sync_store(raw: Raw) -> ThreadStore:
-    """A sync store on the same collection the async API writes to."""
-    return ThreadStore(raw)
-
-
-@pytest.fixture
-def astore(async_store: AsyncThreadStore) -> AsyncThreadStore:
-    """The async default store, on the test's database."""
-    return async_store
-
-
 @pytest.fixture(autouse=True)
-def _configured(astore: AsyncThreadStore) -> None:
-    """Every test here runs with the async API configured on a fresh database."""
+def _on_every_backend(async_store: AsyncThreadStore) -> None:
+    """Every test here runs on each backend, through the default store ``async_store`` set up."""
 
 
 async def two_views(**fields: Any) -> tuple[AsyncRoleThread, AsyncRoleThread]:
@@ -123,10 +101,10 @@ async def two_views(**fields: Any) -> tuple[AsyncRoleThread, AsyncRoleThread]:
     return thread, await AsyncRoleThread.get(thread.id)
 
 
-# -- creation ---------------------------------------------------------------------------------
+# -- creation and the seed flow --------------------------------------------------------------
 
 
-async def test_create_stores_the_thread_at_once_at_version_zero(raw: Raw) -> None:
+async def test_new_thread_is_stored_at_once_at_version_zero(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create(
         owner_id="owner-1",
         public=True,
@@ -136,27 +114,33 @@ async def test_create_stores_the_thread_at_once_at_version_zero(raw: Raw) -> Non
     )
     assert thread.version == 0
     assert thread.created == thread.updated
-    doc = stored(raw, thread)
-    assert (doc["owner_id"], doc["public"], doc["name"], doc["metadata"]) == (
-        "owner-1",
-        True,
-        "My thread",
-        {"purpose": "demo"},
-    )
+    doc = stored(async_raw, thread)
+    assert doc["owner_id"] == "owner-1"
+    assert doc["public"] is True
+    assert doc["name"] == "My thread"
+    assert doc["metadata"] == {"purpose": "demo"}
     assert doc["roles"] == [role().model_dump()]
     assert doc["messages"] == []
-    assert (doc["message_count"], doc["version"]) == (0, 0)
-    assert (doc["created"], doc["updated"]) == (thread.created, thread.updated)
+    assert doc["message_count"] == 0
+    assert doc["version"] == 0
+    assert doc["created"] == thread.created
+    assert doc["updated"] == thread.updated
     assert doc["size_bytes"] >= len(bson.encode(doc))
 
 
-async def test_constructing_an_async_thread_directly_is_refused_with_a_hint(raw: Raw) -> None:
+# synchro: begin async-only
+async def test_constructing_an_async_thread_directly_is_refused_with_a_hint(
+    async_raw: Raw,
+) -> None:
     with pytest.raises(TypeError, match=r"create"):
         AsyncRoleThread(owner_id="o")
-    assert raw.count_documents({}) == 0
+    assert async_raw.count_documents({}) == 0
 
 
-async def test_default_thread_fields(raw: Raw) -> None:
+# synchro: end async-only
+
+
+async def test_default_thread_fields(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     assert (thread.owner_id, thread.public, thread.name, thread.metadata) == (
         None,
@@ -167,16 +151,16 @@ async def test_default_thread_fields(raw: Raw) -> None:
     assert thread.role_mapping == {}
     assert await thread.messages() == []
     assert (thread.message_count, thread.is_partial) == (0, False)
-    assert raw.count_documents({}) == 1
+    assert async_raw.count_documents({}) == 1
 
 
-async def test_threads_get_distinct_ids(raw: Raw) -> None:
-    threads = await asyncio.gather(*(AsyncRoleThread.create() for _ in range(5)))
-    assert len({t.id for t in threads}) == 5
-    assert raw.count_documents({}) == 5
+async def test_threads_get_distinct_ids(async_raw: Raw) -> None:
+    ids = {(await AsyncRoleThread.create()).id for _ in range(5)}
+    assert len(ids) == 5
+    assert async_raw.count_documents({}) == 5
 
 
-async def test_seed_flow_posts_messages_and_exports_openai(raw: Raw) -> None:
+async def test_seed_flow_posts_messages_and_exports_openai(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create(owner_id="random123")
     await thread.post(role="user", msg="Hey there!")
     await thread.post(role="assistant", msg="How can I help?")
@@ -207,12 +191,14 @@ async def test_seed_flow_posts_messages_and_exports_openai(raw: Raw) -> None:
             {"role": "moderator", "content": "This conversation is fine"},
         ]
     }
-    doc = stored(raw, thread)
-    assert (doc["version"], doc["message_count"]) == (4, 4)
+
+    doc = stored(async_raw, thread)
+    assert doc["version"] == 4
+    assert doc["message_count"] == 4
     assert [m["text"] for m in doc["messages"]] == await texts(thread)
 
 
-async def test_get_returns_what_was_stored(astore: AsyncThreadStore) -> None:
+async def test_get_returns_what_was_stored(async_store: AsyncThreadStore) -> None:
     thread = await AsyncRoleThread.create(
         owner_id="o", name="n", metadata={"k": [1, 2]}, public=True
     )
@@ -232,9 +218,10 @@ async def test_get_returns_what_was_stored(astore: AsyncThreadStore) -> None:
     assert fresh.role_mapping == {"assistant": role()}
     assert await fresh.messages() == await thread.messages()
     assert fresh.version == thread.version == 3
-    assert (fresh.created, fresh.updated) == (thread.created, thread.updated)
-    assert fresh.store.collection.full_name == astore.collection.full_name
-    via_store = await AsyncRoleThread.get(thread.id, store=astore)
+    assert fresh.created == thread.created
+    assert fresh.updated == thread.updated
+    assert fresh.store.collection.full_name == async_store.collection.full_name
+    via_store = await AsyncRoleThread.get(thread.id, store=async_store)
     assert await via_store.messages() == await thread.messages()
 
 
@@ -244,7 +231,7 @@ async def test_get_of_unknown_id_raises_thread_not_found() -> None:
     assert info.value.thread_id == "no-such-thread"
 
 
-async def test_repr_names_the_async_thread() -> None:
+async def test_repr_names_the_thread() -> None:
     thread = await AsyncRoleThread.create(owner_id="o", name="n")
     await thread.post("user", "x")
     assert repr(thread) == (
@@ -253,10 +240,19 @@ async def test_repr_names_the_async_thread() -> None:
     )
 
 
-# -- posting ------------------------------------------------------------------------------------
+async def test_stored_message_repr_matches_the_original_format() -> None:
+    thread = await AsyncRoleThread.create()
+    message = await thread.post("user", "Hey there!")
+    assert repr(message) == (
+        f"RoleMessage(role='user', text='Hey there!', thread_id='{thread.id}', images=[], "
+        f"private=False, created={message.created!r}, id='{message.id}', metadata=None)"
+    )
 
 
-async def test_post_returns_the_stored_message(raw: Raw) -> None:
+# -- posting -----------------------------------------------------------------------------------
+
+
+async def test_post_returns_the_stored_message(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     message = await thread.post(
         "user", "hello", images=[URL], private=True, metadata={"lang": "en"}
@@ -264,8 +260,9 @@ async def test_post_returns_the_stored_message(raw: Raw) -> None:
     assert isinstance(message, RoleMessage)
     assert message.thread_id == thread.id
     assert (message.role, message.text, message.images) == ("user", "hello", [URL])
-    assert (message.private, message.metadata) == (True, {"lang": "en"})
-    assert stored(raw, thread)["messages"] == [
+    assert message.private is True
+    assert message.metadata == {"lang": "en"}
+    assert stored(async_raw, thread)["messages"] == [
         {
             "id": message.id,
             "role": "user",
@@ -278,15 +275,43 @@ async def test_post_returns_the_stored_message(raw: Raw) -> None:
     ]
 
 
-async def test_post_with_only_images_and_empty_text_is_allowed(raw: Raw) -> None:
+async def test_post_with_only_images_and_empty_text_is_allowed(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     message = await thread.post("user", "", images=[URL])
     assert message.text == ""
-    assert stored(raw, thread)["messages"][0]["images"] == [URL]
+    assert stored(async_raw, thread)["messages"][0]["images"] == [URL]
 
 
-async def test_posted_images_from_bytes_files_and_pil_are_stored_as_data_uris(
-    raw: Raw, tmp_path: Path
+async def test_posted_images_from_bytes_are_stored_as_data_uris(async_raw: Raw) -> None:
+    thread = await AsyncRoleThread.create()
+    message = await thread.post("user", "pic", images=[b"\x89PNG\r\n\x1a\nrest"])
+    assert message.images[0].startswith("data:image/png;base64,")
+    assert stored(async_raw, thread)["messages"][0]["images"] == message.images
+
+
+async def test_posted_image_file_is_stored_as_a_data_uri(async_raw: Raw, tmp_path: Path) -> None:
+    path = tmp_path / "tiny.png"
+    Image.new("RGB", (2, 2), (0, 128, 255)).save(path)
+    thread = await AsyncRoleThread.create()
+    message = await thread.post("user", "file", images=[path, str(path), URL])
+    uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    assert message.images == [uri, uri, URL]
+    assert stored(async_raw, thread)["messages"][0]["images"] == [uri, uri, URL]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "CMYK"])
+async def test_posted_pil_image_is_stored_as_a_data_uri(async_raw: Raw, mode: str) -> None:
+    thread = await AsyncRoleThread.create()
+    message = await thread.post("user", "pil", images=[Image.new(mode, (3, 2))])
+    (uri,) = message.images
+    assert uri.startswith("data:image/")
+    payload = base64.b64decode(uri.split(",", 1)[1])
+    assert Image.open(io.BytesIO(payload)).size == (3, 2)
+    assert stored(async_raw, thread)["messages"][0]["images"] == [uri]
+
+
+async def test_images_of_every_kind_in_one_thread_are_stored_in_order(
+    async_raw: Raw, tmp_path: Path
 ) -> None:
     path = tmp_path / "tiny.png"
     Image.new("RGB", (2, 2), (0, 128, 255)).save(path)
@@ -295,33 +320,28 @@ async def test_posted_images_from_bytes_files_and_pil_are_stored_as_data_uris(
     from_bytes = await thread.post("user", "bytes", images=[b"\x89PNG\r\n\x1a\nrest"])
     from_files = await thread.post("user", "file", images=[path, str(path), URL])
     from_pil = await thread.post("user", "pil", images=[Image.new("RGBA", (3, 2))])
-
-    assert from_bytes.images[0].startswith("data:image/png;base64,")
     assert from_files.images == [file_uri, file_uri, URL]
-    (pil_uri,) = from_pil.images
-    assert Image.open(io.BytesIO(base64.b64decode(pil_uri.split(",", 1)[1]))).size == (3, 2)
-    assert [m["images"] for m in stored(raw, thread)["messages"]] == [
+    assert [m["images"] for m in stored(async_raw, thread)["messages"]] == [
         from_bytes.images,
         [file_uri, file_uri, URL],
-        [pil_uri],
+        from_pil.images,
     ]
 
 
 async def test_large_image_is_kept_in_gridfs_and_reads_back_byte_for_byte(
-    raw: Raw, sync_store: ThreadStore
+    async_raw: Raw,
 ) -> None:
     uri = big_png_data_uri()
     thread = await AsyncRoleThread.create()
     message = await thread.post("user", "big <image>", images=[uri])
     assert message.images == [uri]
 
-    (ref,) = stored(raw, thread)["messages"][0]["images"]
+    (ref,) = stored(async_raw, thread)["messages"][0]["images"]
     assert ref.startswith("gridfs:")
     assert [m.images for m in await thread.messages(resolve_images=False)] == [[ref]]
     assert [m.images for m in await thread.messages()] == [[uri]]
     fresh = await AsyncRoleThread.get(thread.id)
     assert (await fresh.messages())[0].images == [uri]
-    assert RoleThread.get(thread.id, store=sync_store).messages()[0].images == [uri]
 
     exported = await thread.to_openai(image_url=lambda r: f"https://cdn.example/{r}")
     parts = exported["messages"][0]["content"]
@@ -329,7 +349,7 @@ async def test_large_image_is_kept_in_gridfs_and_reads_back_byte_for_byte(
     assert (await thread.to_openai())["messages"][0]["content"][1]["image_url"]["url"] == uri
 
 
-async def test_versions_rise_by_exactly_one_per_landed_change(raw: Raw) -> None:
+async def test_versions_rise_by_exactly_one_per_landed_change(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create(metadata={"n": 0}, ttl=datetime.timedelta(hours=1))
     message_ids: list[str] = []
 
@@ -357,11 +377,32 @@ async def test_versions_rise_by_exactly_one_per_landed_change(raw: Raw) -> None:
         before = thread.updated
         await step()
         assert thread.version == expected
-        doc = stored(raw, thread)
+        doc = stored(async_raw, thread)
         assert doc["version"] == expected
         assert doc["updated"] == thread.updated >= before
         assert doc["message_count"] == len(doc["messages"]) == len(await thread.messages())
     assert (await AsyncRoleThread.get(thread.id)).version == len(steps)
+
+
+async def test_size_estimate_tracks_the_stored_document(async_raw: Raw) -> None:
+    thread = await AsyncRoleThread.create(metadata={"a": "x" * 50})
+    ids = [(await thread.post("user", "m" * (i * 40), images=[URL] * i)).id for i in range(1, 6)]
+    await thread.update_message(ids[0], text="short")
+    await thread.update_message(ids[1], text="much longer " * 30, metadata={"k": list(range(20))})
+    await thread.delete_message(ids[2])
+    thread.metadata = {"b": "y" * 500}
+    await thread.save()
+    await thread.add_role(role())
+    await thread.add_role(role("critic"))
+    await thread.remove_role("assistant")
+    await thread.remove_images()
+    other = await AsyncRoleThread.get(thread.id)  # reads the size, and the last edit's record, back
+    await other.update_message(ids[3], text="edited by another object")
+    await other.delete_message(ids[4])
+    doc = stored(async_raw, thread)
+    actual = len(bson.encode(doc))
+    # Never under the real size, and off by no more than the per-element slack.
+    assert actual <= doc["size_bytes"] <= actual + 12 * (len(doc["messages"]) + 3)
 
 
 # -- reading messages ---------------------------------------------------------------------------
@@ -387,7 +428,8 @@ async def test_private_messages_are_left_out_only_when_asked() -> None:
 async def test_messages_returns_a_new_list_each_call() -> None:
     thread = await AsyncRoleThread.create()
     await thread.post("user", "a")
-    (await thread.messages()).clear()
+    listed = await thread.messages()
+    listed.clear()
     assert await texts(thread) == ["a"]
 
 
@@ -410,27 +452,27 @@ async def test_to_openai_places_images_at_placeholders() -> None:
 
 
 async def test_post_with_placeholder_count_mismatch_is_refused_and_writes_nothing(
-    raw: Raw,
+    async_raw: Raw,
 ) -> None:
     thread = await AsyncRoleThread.create()
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     with pytest.raises(InvalidInputError, match="placeholder"):
         await thread.post("user", "one <image> two <image>", images=[URL])
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
     assert await thread.to_openai() == {"messages": []}
 
 
-# -- editing messages ---------------------------------------------------------------------------
+# -- editing messages --------------------------------------------------------------------------
 
 
-async def test_update_message_changes_text_metadata_and_privacy(raw: Raw) -> None:
+async def test_update_message_changes_text_metadata_and_privacy(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     first = await thread.post("user", "before", metadata={"old": True})
     second = await thread.post("assistant", "untouched")
 
     updated = await thread.update_message(first.id, text="after")
-    assert (updated.text, updated.id, updated.created, updated.metadata) == (
-        "after",
+    assert updated.text == "after"
+    assert (updated.id, updated.created, updated.metadata) == (
         first.id,
         first.created,
         {"old": True},
@@ -439,7 +481,8 @@ async def test_update_message_changes_text_metadata_and_privacy(raw: Raw) -> Non
     assert (updated.text, updated.metadata, updated.private) == ("after", {"new": 1}, True)
     assert await thread.messages() == [updated, second]
     assert thread.version == 4
-    doc = stored(raw, thread)
+
+    doc = stored(async_raw, thread)
     assert doc["messages"][0] == {
         "id": first.id,
         "role": "user",
@@ -453,18 +496,27 @@ async def test_update_message_changes_text_metadata_and_privacy(raw: Raw) -> Non
     assert await (await AsyncRoleThread.get(thread.id)).messages() == [updated, second]
 
 
-async def test_update_message_of_unknown_id_raises_message_not_found(raw: Raw) -> None:
+async def test_update_message_can_make_a_message_public_again() -> None:
+    thread = await AsyncRoleThread.create()
+    message = await thread.post("user", "x", private=True)
+    await thread.update_message(message.id, private=False)
+    fresh = await AsyncRoleThread.get(thread.id)
+    assert (await fresh.messages(include_private=False))[0].id == message.id
+
+
+async def test_update_message_of_unknown_id_raises_message_not_found(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     await thread.post("user", "x")
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     with pytest.raises(MessageNotFoundError) as info:
         await thread.update_message("missing", text="y")
     assert (info.value.thread_id, info.value.message_id) == (thread.id, "missing")
-    assert encoded_snapshot(raw) == before
+    assert isinstance(info.value, LookupError)
+    assert encoded_snapshot(async_raw) == before
     assert thread.version == 1
 
 
-async def test_delete_message_removes_it(raw: Raw) -> None:
+async def test_delete_message_removes_it(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     first = await thread.post("user", "a")
     second = await thread.post("user", "b")
@@ -472,25 +524,32 @@ async def test_delete_message_removes_it(raw: Raw) -> None:
     await thread.delete_message(second.id)
     assert await thread.messages() == [first, third]
     assert thread.version == 4
-    doc = stored(raw, thread)
+    doc = stored(async_raw, thread)
     assert [m["id"] for m in doc["messages"]] == [first.id, third.id]
     assert doc["message_count"] == 2
     assert await (await AsyncRoleThread.get(thread.id)).messages() == [first, third]
 
 
-async def test_delete_message_of_unknown_id_raises_message_not_found(raw: Raw) -> None:
+async def test_delete_message_of_unknown_id_raises_message_not_found(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
-    message = await thread.post("user", "x")
-    before = encoded_snapshot(raw)
+    await thread.post("user", "x")
+    before = encoded_snapshot(async_raw)
     with pytest.raises(MessageNotFoundError):
         await thread.delete_message("missing")
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
+
+
+async def test_message_deleted_twice_raises_message_not_found(async_raw: Raw) -> None:
+    thread = await AsyncRoleThread.create()
+    message = await thread.post("user", "x")
     await thread.delete_message(message.id)
+    before = encoded_snapshot(async_raw)
     with pytest.raises(MessageNotFoundError):
         await thread.delete_message(message.id)
+    assert encoded_snapshot(async_raw) == before
 
 
-async def test_remove_images_strips_images_from_user_messages_only(raw: Raw) -> None:
+async def test_remove_images_strips_images_from_user_messages_only(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     await thread.post("user", "look <image>", images=[URL])
     await thread.post("assistant", "my drawing", images=[URL])
@@ -508,71 +567,104 @@ async def test_remove_images_strips_images_from_user_messages_only(raw: Raw) -> 
     fresh = await AsyncRoleThread.get(thread.id)
     assert [(m.role, m.text, m.images) for m in await fresh.messages()] == expected
     assert [
-        (m["role"], m["text"], m["images"]) for m in stored(raw, thread)["messages"]
+        (m["role"], m["text"], m["images"]) for m in stored(async_raw, thread)["messages"]
     ] == expected
 
 
-async def test_remove_images_without_user_images_writes_nothing(raw: Raw) -> None:
+async def test_remove_images_without_user_images_writes_nothing(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     await thread.post("user", "text only")
     await thread.post("assistant", "drawing", images=[URL])
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     await thread.remove_images()
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
     assert thread.version == 2
 
 
-async def test_remove_images_releases_gridfs_images_no_thread_references(raw: Raw) -> None:
+async def test_remove_images_releases_gridfs_images_no_thread_references(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     await thread.post("user", "big", images=[big_png_data_uri()])
-    files = raw.database[f"{DEFAULT_BUCKET}.files"]
+    files = async_raw.database[f"{DEFAULT_BUCKET}.files"]
     assert files.count_documents({}) == 1
     await thread.remove_images()
-    (message,) = stored(raw, thread)["messages"]
+    (message,) = stored(async_raw, thread)["messages"]
     assert message["images"] == []
     assert "blobs" not in message  # else the thread still counts as holding the image
     assert files.count_documents({}) == 0
 
 
-# -- add_msg ------------------------------------------------------------------------------------
+# -- add_msg -----------------------------------------------------------------------------------
 
 
-async def test_add_msg_keeps_the_message_id_and_a_retry_writes_nothing(raw: Raw) -> None:
+async def test_add_msg_keeps_the_message_id_and_sets_the_thread(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     message = RoleMessage(role="user", text="from elsewhere", metadata={"src": "import"})
     added = await thread.add_msg(message)
-    assert (added.id, added.thread_id, thread.version) == (message.id, thread.id, 1)
-    before = encoded_snapshot(raw)
-    assert await thread.add_msg(added) == added
-    assert encoded_snapshot(raw) == before
+    assert added.id == message.id
+    assert added.thread_id == thread.id
     assert thread.version == 1
-    assert [m["id"] for m in stored(raw, thread)["messages"]] == [message.id]
+    assert stored(async_raw, thread)["messages"][0]["id"] == message.id
+
+
+async def test_add_msg_retry_of_a_landed_post_writes_nothing(async_raw: Raw) -> None:
+    thread = await AsyncRoleThread.create()
+    message = await thread.post("user", "once")
+    before = encoded_snapshot(async_raw)
+    assert await thread.add_msg(message) == message
+    assert encoded_snapshot(async_raw) == before
+    assert thread.version == 1
+    assert await thread.messages() == [message]
+    doc = stored(async_raw, thread)
+    assert [m["id"] for m in doc["messages"]] == [message.id]
+    assert doc["message_count"] == 1
+
+
+async def test_add_msg_retry_of_a_landed_add_msg_writes_nothing(async_raw: Raw) -> None:
+    thread = await AsyncRoleThread.create()
+    added = await thread.add_msg(RoleMessage(role="user", text="from elsewhere"))
+    before = encoded_snapshot(async_raw)
+    assert await thread.add_msg(added) == added
+    assert encoded_snapshot(async_raw) == before
+    assert thread.version == 1
+    assert [m["id"] for m in stored(async_raw, thread)["messages"]] == [added.id]
 
 
 async def test_add_msg_retry_from_another_object_writes_nothing_and_catches_up(
-    raw: Raw,
+    async_raw: Raw,
 ) -> None:
     thread, other = await two_views()
     message = await thread.post("user", "once")
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     await other.add_msg(message)
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
     assert await other.messages() == [message]
     assert other.version == 1
 
 
-# -- roles --------------------------------------------------------------------------------------
+async def test_add_msg_of_a_message_without_thread_lands_once_when_retried(
+    async_raw: Raw,
+) -> None:
+    thread = await AsyncRoleThread.create()
+    message = RoleMessage(role="user", text="retry me")
+    await thread.add_msg(message)
+    await thread.add_msg(message)
+    assert [m.id for m in await thread.messages()] == [message.id]
+    assert stored(async_raw, thread)["message_count"] == 1
+    assert thread.version == 1
 
 
-async def test_add_role_and_remove_role_persist(raw: Raw) -> None:
+# -- roles -------------------------------------------------------------------------------------
+
+
+async def test_add_role_and_remove_role_persist(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     await thread.add_role(role("assistant"))
     await thread.add_role(role("critic", "bot-2"))
     assert set(thread.role_mapping) == {"assistant", "critic"}
-    assert [r["name"] for r in stored(raw, thread)["roles"]] == ["assistant", "critic"]
+    assert [r["name"] for r in stored(async_raw, thread)["roles"]] == ["assistant", "critic"]
     await thread.remove_role("assistant")
     assert thread.role_mapping == {"critic": role("critic", "bot-2")}
-    assert stored(raw, thread)["roles"] == [role("critic", "bot-2").model_dump()]
+    assert stored(async_raw, thread)["roles"] == [role("critic", "bot-2").model_dump()]
     fresh = await AsyncRoleThread.get(thread.id)
     assert fresh.role_mapping == {"critic": role("critic", "bot-2")}
     assert thread.version == 3
@@ -584,17 +676,25 @@ async def test_role_mapping_is_a_copy() -> None:
     assert set(thread.role_mapping) == {"assistant"}
 
 
-# -- save and refresh ---------------------------------------------------------------------------
+async def test_role_names_with_dots_and_dollars_are_data(async_raw: Raw) -> None:
+    thread = await AsyncRoleThread.create()
+    await thread.add_role(role("a.b"))
+    await thread.add_role(role("$x"))
+    await thread.remove_role("a.b")
+    assert [r["name"] for r in stored(async_raw, thread)["roles"]] == ["$x"]
 
 
-async def test_save_persists_public_name_and_metadata(raw: Raw) -> None:
+# -- save and refresh --------------------------------------------------------------------------
+
+
+async def test_save_persists_public_name_and_metadata(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create(owner_id="o")
     thread.public = True
     thread.name = "renamed"
     thread.metadata = {"topic": "cats", "tags": ["a", "b"]}
     await thread.save()
     assert thread.version == 1
-    doc = stored(raw, thread)
+    doc = stored(async_raw, thread)
     expected = (True, "renamed", {"topic": "cats", "tags": ["a", "b"]})
     assert (doc["public"], doc["name"], doc["metadata"]) == expected
     assert doc["owner_id"] == "o"
@@ -602,23 +702,41 @@ async def test_save_persists_public_name_and_metadata(raw: Raw) -> None:
     assert (fresh.public, fresh.name, fresh.metadata) == expected
 
 
-async def test_save_persists_metadata_edited_in_place(raw: Raw) -> None:
+async def test_save_persists_metadata_edited_in_place(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create(metadata={"count": 1})
     assert thread.metadata is not None
     thread.metadata["count"] = 2
     await thread.save()
-    assert stored(raw, thread)["metadata"] == {"count": 2}
+    assert stored(async_raw, thread)["metadata"] == {"count": 2}
     assert thread.version == 1
 
 
-async def test_save_without_changes_writes_nothing(raw: Raw) -> None:
+async def test_save_without_changes_writes_nothing(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create(name="n", metadata={"a": 1})
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     await thread.save()
     thread.name = "n"
     thread.metadata = {"a": 1}
     await thread.save()
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
+    assert thread.version == 0
+
+
+async def test_save_can_clear_name_and_metadata(async_raw: Raw) -> None:
+    thread = await AsyncRoleThread.create(name="n", metadata={"a": 1})
+    thread.name = None
+    thread.metadata = None
+    await thread.save()
+    doc = stored(async_raw, thread)
+    assert (doc["name"], doc["metadata"]) == (None, None)
+
+
+async def test_metadata_given_is_copied_not_aliased(async_raw: Raw) -> None:
+    given = {"a": [1]}
+    thread = await AsyncRoleThread.create(metadata=given)
+    given["a"].append(2)
+    await thread.save()
+    assert stored(async_raw, thread)["metadata"] == {"a": [1]}
     assert thread.version == 0
 
 
@@ -634,21 +752,21 @@ async def test_refresh_drops_unsaved_edits_and_reads_others_changes() -> None:
     assert thread.version == 2
 
 
-# -- delete -------------------------------------------------------------------------------------
+# -- delete ------------------------------------------------------------------------------------
 
 
-async def test_delete_removes_the_thread(raw: Raw) -> None:
+async def test_delete_removes_the_thread(async_raw: Raw) -> None:
     keep = await AsyncRoleThread.create()
     thread = await AsyncRoleThread.create()
     await thread.post("user", "x")
     await thread.delete()
-    assert raw.find_one({"_id": thread.id}) is None
-    assert raw.find_one({"_id": keep.id}) is not None
+    assert async_raw.find_one({"_id": thread.id}) is None
+    assert async_raw.find_one({"_id": keep.id}) is not None
     with pytest.raises(ThreadNotFoundError):
         await AsyncRoleThread.get(thread.id)
 
 
-async def test_deleted_thread_refuses_changes_with_thread_not_found(raw: Raw) -> None:
+async def test_deleted_thread_refuses_changes_with_thread_not_found(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     message = await thread.post("user", "x")
     await (await AsyncRoleThread.get(thread.id)).delete()
@@ -671,13 +789,13 @@ async def test_deleted_thread_refuses_changes_with_thread_not_found(raw: Raw) ->
         await thread.refresh()
     with pytest.raises(ThreadNotFoundError):
         await thread.delete()
-    assert raw.count_documents({}) == 0
+    assert async_raw.count_documents({}) == 0
 
 
-# -- copy ---------------------------------------------------------------------------------------
+# -- copy --------------------------------------------------------------------------------------
 
 
-async def test_copy_is_a_new_stored_thread_with_new_message_ids(raw: Raw) -> None:
+async def test_copy_is_a_new_stored_thread_with_new_message_ids(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create(
         owner_id="o",
         public=True,
@@ -705,8 +823,26 @@ async def test_copy_is_a_new_stored_thread_with_new_message_ids(raw: Raw) -> Non
     ]
     assert {m.thread_id for m in copies} == {clone.id}
     assert not {m.id for m in copies} & {m.id for m in originals}
-    assert raw.count_documents({}) == 2
+    assert async_raw.count_documents({}) == 2
+    assert stored(async_raw, clone)["message_count"] == 2
     assert await (await AsyncRoleThread.get(clone.id)).messages() == copies
+
+
+async def test_copy_is_independent_of_the_original(async_raw: Raw) -> None:
+    thread = await AsyncRoleThread.create(metadata={"k": [1]})
+    message = await thread.post("user", "a")
+    clone = await thread.copy()
+    assert clone.metadata is not None
+    clone.metadata["k"].append(2)
+    await clone.save()
+    await clone.post("user", "only in clone")
+    await clone.update_message((await clone.messages())[0].id, text="edited in clone")
+    await thread.post("user", "only in original")
+    assert await texts(thread) == ["a", "only in original"]
+    assert await texts(clone) == ["edited in clone", "only in clone"]
+    assert stored(async_raw, thread)["metadata"] == {"k": [1]}
+    assert (await (await AsyncRoleThread.get(thread.id)).messages())[0] == message
+    assert await AsyncRoleThread.find_messages(id=message.id) == [message]
 
 
 async def test_copy_of_a_partly_loaded_thread_copies_every_message() -> None:
@@ -718,7 +854,7 @@ async def test_copy_of_a_partly_loaded_thread_copies_every_message() -> None:
     assert await texts(clone) == [f"m{i}" for i in range(5)]
 
 
-# -- find, get(last=), history ------------------------------------------------------------------
+# -- find, get(last=), history -----------------------------------------------------------------
 
 
 async def test_find_by_fields_returns_matches_oldest_first() -> None:
@@ -741,20 +877,45 @@ async def test_find_by_fields_returns_matches_oldest_first() -> None:
     assert await ids(owner_id="alice", after=first.cursor) == [third.id, fourth.id]
 
 
+async def test_find_oldest_first_ignores_insertion_order() -> None:
+    # from_v1 keeps the given created time, so a thread stored later can be older.
+    newer = await AsyncRoleThread.create(owner_id="o")
+    older = await AsyncRoleThread.from_v1(
+        V1RoleThread(
+            id="older-thread",
+            owner_id="o",
+            public=False,
+            messages=[],
+            created=newer.created - 100,
+            updated=newer.created - 100,
+        )
+    )
+    assert [t.id for t in await AsyncRoleThread.find(owner_id="o")] == [older.id, newer.id]
+
+
+async def test_find_owner_none_matches_threads_without_owner() -> None:
+    ownerless = await AsyncRoleThread.create()
+    await AsyncRoleThread.create(owner_id="x")
+    assert [t.id for t in await AsyncRoleThread.find(owner_id=None)] == [ownerless.id]
+
+
 async def test_find_by_metadata_requires_every_entry() -> None:
     both = await AsyncRoleThread.create(metadata={"team": "red", "level": 2, "extra": True})
     await AsyncRoleThread.create(metadata={"team": "red", "level": 3})
     await AsyncRoleThread.create(metadata={"team": "blue", "level": 2})
+    await AsyncRoleThread.create()
     found = await AsyncRoleThread.find(metadata={"team": "red", "level": 2})
     assert [t.id for t in found] == [both.id]
     assert len(await AsyncRoleThread.find(metadata={"team": "red"})) == 2
     assert await AsyncRoleThread.find(metadata={"team": "green"}) == []
 
 
-async def test_find_returns_full_threads_that_can_be_posted_to(astore: AsyncThreadStore) -> None:
+async def test_find_returns_full_threads_that_can_be_posted_to(
+    async_store: AsyncThreadStore,
+) -> None:
     thread = await AsyncRoleThread.create(owner_id="o", role_mapping={"assistant": role()})
     await thread.post("user", "x")
-    (found,) = await AsyncRoleThread.find(owner_id="o", store=astore)
+    (found,) = await AsyncRoleThread.find(owner_id="o", store=async_store)
     assert await found.messages() == await thread.messages()
     assert found.role_mapping == thread.role_mapping
     assert found.version == 1
@@ -773,7 +934,7 @@ async def test_find_with_last_loads_only_each_threads_last_messages() -> None:
 
 
 async def test_get_with_last_loads_a_page_that_can_be_posted_to_and_paged_back(
-    raw: Raw,
+    async_raw: Raw,
 ) -> None:
     thread = await AsyncRoleThread.create()
     for i in range(6):
@@ -792,7 +953,7 @@ async def test_get_with_last_loads_a_page_that_can_be_posted_to_and_paged_back(
     await page.post("user", "m6")
     assert (page.version, page.message_count) == (7, 7)
     assert await texts(page) == ["m4", "m5", "m6"]
-    assert stored(raw, thread)["message_count"] == 7
+    assert stored(async_raw, thread)["message_count"] == 7
 
 
 async def test_history_of_unknown_message_raises_message_not_found() -> None:
@@ -804,11 +965,11 @@ async def test_history_of_unknown_message_raises_message_not_found() -> None:
         await thread.history(limit=0)
 
 
-# -- find_messages ------------------------------------------------------------------------------
+# -- find_messages -----------------------------------------------------------------------------
 
 
 async def test_find_messages_returns_only_matches_across_threads(
-    astore: AsyncThreadStore, sync_store: ThreadStore
+    async_store: AsyncThreadStore,
 ) -> None:
     one = await AsyncRoleThread.create()
     two = await AsyncRoleThread.create()
@@ -823,10 +984,22 @@ async def test_find_messages_returns_only_matches_across_threads(
     assert await find(role="user", text="hello") == [a, b]
     assert await find(thread_id=two.id, role="user") == [b, c]
     assert await find(id=c.id) == [c]
-    assert await find(id=c.id, store=astore) == [c]
+    assert await find(id=c.id, store=async_store) == [c]
     assert await find(text="nothing like this") == []
+    assert await find(thread_id="no-such-thread") == []
     assert len(await find()) == 5
-    assert await find(role="user") == RoleMessage.find(role="user", store=sync_store)
+    assert [m.thread_id for m in await find(text="hello")] == [one.id, two.id, two.id]
+
+
+async def test_find_messages_orders_by_thread_creation_then_position() -> None:
+    newer = await AsyncRoleThread.create()
+    older = await AsyncRoleThread.from_v1(
+        V1RoleThread(id="older", public=False, messages=[], created=newer.created - 5, updated=0.0)
+    )
+    n1 = await newer.post("user", "same")
+    o1 = await older.post("user", "same")
+    o2 = await older.post("user", "same")
+    assert await AsyncRoleThread.find_messages(text="same") == [o1, o2, n1]
 
 
 async def test_find_messages_does_not_see_deleted_messages() -> None:
@@ -836,7 +1009,7 @@ async def test_find_messages_does_not_see_deleted_messages() -> None:
     assert await AsyncRoleThread.find_messages(id=message.id) == []
 
 
-# -- OpenAI and V1 formats ----------------------------------------------------------------------
+# -- OpenAI and V1 formats ---------------------------------------------------------------------
 
 
 OPENAI_MESSAGES: list[dict[str, Any]] = [
@@ -855,7 +1028,7 @@ OPENAI_MESSAGES: list[dict[str, Any]] = [
 ]
 
 
-async def test_from_openai_to_openai_round_trip(raw: Raw) -> None:
+async def test_from_openai_to_openai_round_trip(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.from_openai(
         copy.deepcopy(OPENAI_MESSAGES), owner_id="o", name="imported", metadata={"src": "oai"}
     )
@@ -864,19 +1037,30 @@ async def test_from_openai_to_openai_round_trip(raw: Raw) -> None:
     assert (thread.owner_id, thread.name, thread.metadata) == ("o", "imported", {"src": "oai"})
     fresh = await AsyncRoleThread.get(thread.id)
     assert await fresh.to_openai() == {"messages": OPENAI_MESSAGES}
-    doc = stored(raw, thread)
+    doc = stored(async_raw, thread)
     assert doc["message_count"] == 4
     assert doc["messages"][2]["images"] == [URL, DATA_URI]
     assert doc["messages"][2]["text"] == "What is <image> and <image>"
 
 
-async def test_from_openai_of_no_messages_is_an_empty_thread(raw: Raw) -> None:
+async def test_to_openai_from_openai_round_trip_of_a_posted_thread() -> None:
+    thread = await AsyncRoleThread.create()
+    await thread.post("user", "Hey there!")
+    await thread.post("user", "What is <image>", images=[URL])
+    await thread.post("assistant", "A cat")
+    exported = await thread.to_openai()
+    again = await AsyncRoleThread.from_openai(exported["messages"])
+    assert again.id != thread.id
+    assert await again.to_openai() == exported
+
+
+async def test_from_openai_of_no_messages_is_an_empty_thread(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.from_openai([])
     assert await thread.messages() == []
-    assert stored(raw, thread)["message_count"] == 0
+    assert stored(async_raw, thread)["message_count"] == 0
 
 
-async def test_to_v1_from_v1_round_trip(raw: Raw) -> None:
+async def test_to_v1_from_v1_round_trip(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create(
         owner_id="o", public=True, name="n", metadata={"k": 1}, role_mapping={"assistant": role()}
     )
@@ -884,23 +1068,26 @@ async def test_to_v1_from_v1_round_trip(raw: Raw) -> None:
     await thread.post("assistant", "hi", private=True)
     schema = await thread.to_v1()
     assert isinstance(schema, V1RoleThread)
-    assert (schema.version, schema.id) == ("2", thread.id)
+    assert schema.version == "2"
+    assert schema.id == thread.id
     assert [m.id for m in schema.messages] == [m.id for m in await thread.messages()]
+    assert {m.thread_id for m in schema.messages} == {thread.id}
 
     await thread.delete()
     restored = await AsyncRoleThread.from_v1(schema)
-    assert (restored.id, restored.version) == (thread.id, 0)
+    assert restored.id == thread.id
+    assert restored.version == 0
     again = await restored.to_v1()
     assert again.model_dump(exclude={"version"}) == schema.model_dump(exclude={"version"})
     assert await (await AsyncRoleThread.get(thread.id)).messages() == await restored.messages()
-    assert stored(raw, restored)["message_count"] == 2
+    assert stored(async_raw, restored)["message_count"] == 2
 
 
-async def test_from_v1_into_another_store_keeps_ids(astore: AsyncThreadStore) -> None:
+async def test_from_v1_into_another_store_keeps_ids(async_store: AsyncThreadStore) -> None:
     thread = await AsyncRoleThread.create(name="n")
     message = await thread.post("user", "x")
-    client = astore.collection.database.client
-    other_name = f"tm_async_other_{uuid.uuid4().hex}"
+    client = async_store.collection.database.client
+    other_name = f"tm_other_{uuid.uuid4().hex}"
     other = AsyncThreadStore(client[other_name]["threads"])
     try:
         restored = await AsyncRoleThread.from_v1(await thread.to_v1(), store=other)
@@ -911,17 +1098,35 @@ async def test_from_v1_into_another_store_keeps_ids(astore: AsyncThreadStore) ->
         await client.drop_database(other_name)
 
 
-# -- two objects on one thread: conflicts -------------------------------------------------------
+async def test_from_v1_with_private_none_stores_public_messages(async_raw: Raw) -> None:
+    schema = V1RoleThread.model_validate(
+        {
+            "id": "v1-thread",
+            "public": False,
+            "created": 1.0,
+            "updated": 2.0,
+            "messages": [
+                {"id": "m1", "role": "user", "text": "hi", "created": 1.5, "private": None}
+            ],
+        }
+    )
+    thread = await AsyncRoleThread.from_v1(schema)
+    assert (await thread.messages())[0].private is False
+    assert stored(async_raw, thread)["messages"][0]["private"] is False
+    assert (thread.created, thread.updated) == (1.0, 2.0)
 
 
-async def test_appends_from_two_objects_never_conflict(raw: Raw) -> None:
+# -- two objects on one thread: conflicts ------------------------------------------------------
+
+
+async def test_appends_from_two_objects_never_conflict(async_raw: Raw) -> None:
     mine, theirs = await two_views()
     await mine.post("user", "1")
     await theirs.post("user", "2")
     await mine.post("user", "3")
     assert await texts(mine) == ["1", "2", "3"]
     assert mine.version == 3
-    assert [m["text"] for m in stored(raw, mine)["messages"]] == ["1", "2", "3"]
+    assert [m["text"] for m in stored(async_raw, mine)["messages"]] == ["1", "2", "3"]
 
 
 async def test_post_on_an_object_that_missed_others_posts_picks_them_up() -> None:
@@ -932,104 +1137,159 @@ async def test_post_on_an_object_that_missed_others_posts_picks_them_up() -> Non
     await theirs.save()
     await mine.post("user", "c")
     assert await texts(mine) == ["a", "b", "c"]
-    assert (mine.name, mine.version) == ("renamed", 4)
+    assert mine.name == "renamed"
+    assert mine.version == 4
 
 
-async def test_stale_save_raises_version_conflict_and_writes_nothing(raw: Raw) -> None:
+async def test_stale_save_raises_version_conflict_and_writes_nothing(async_raw: Raw) -> None:
     mine, theirs = await two_views(name="start")
     await theirs.post("user", "x")
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     mine.name = "mine"
-    with pytest.raises(VersionConflictError, match=r"refresh\(\)") as info:
+    with pytest.raises(VersionConflictError) as info:
         await mine.save()
     assert (info.value.thread_id, info.value.expected_version, info.value.actual_version) == (
         mine.id,
         0,
         1,
     )
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
     assert mine.version == 0
     await mine.refresh()
     mine.name = "mine"
     await mine.save()
-    assert stored(raw, mine)["name"] == "mine"
+    assert stored(async_raw, mine)["name"] == "mine"
     assert mine.version == 2
 
 
 async def test_stale_update_message_raises_version_conflict_and_writes_nothing(
-    raw: Raw,
+    async_raw: Raw,
 ) -> None:
     mine = await AsyncRoleThread.create()
     message = await mine.post("user", "original")
     theirs = await AsyncRoleThread.get(mine.id)
     await theirs.update_message(message.id, text="theirs")
     await theirs.post("user", "more")
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     with pytest.raises(VersionConflictError) as info:
         await mine.update_message(message.id, text="mine")
     assert (info.value.expected_version, info.value.actual_version) == (1, 3)
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
     assert (await mine.messages())[0].text == "original"
     await mine.refresh()
     await mine.update_message(message.id, text="mine")
-    assert stored(raw, mine)["messages"][0]["text"] == "mine"
+    assert stored(async_raw, mine)["messages"][0]["text"] == "mine"
 
 
 async def test_stale_delete_message_raises_version_conflict_and_writes_nothing(
-    raw: Raw,
+    async_raw: Raw,
 ) -> None:
     mine = await AsyncRoleThread.create()
     message = await mine.post("user", "x")
     theirs = await AsyncRoleThread.get(mine.id)
     await theirs.post("user", "y")
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     with pytest.raises(VersionConflictError) as info:
         await mine.delete_message(message.id)
     assert (info.value.expected_version, info.value.actual_version) == (1, 2)
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
+    assert [m.id for m in await mine.messages()] == [message.id]
     await mine.refresh()
     await mine.delete_message(message.id)
-    assert [m["text"] for m in stored(raw, mine)["messages"]] == ["y"]
+    assert [m["text"] for m in stored(async_raw, mine)["messages"]] == ["y"]
 
 
-async def test_stale_role_changes_raise_version_conflict_and_write_nothing(raw: Raw) -> None:
-    mine, theirs = await two_views(role_mapping={"critic": role("critic")})
+async def test_delete_of_a_message_others_deleted_raises_version_conflict(
+    async_raw: Raw,
+) -> None:
+    mine = await AsyncRoleThread.create()
+    message = await mine.post("user", "x")
+    theirs = await AsyncRoleThread.get(mine.id)
+    await theirs.delete_message(message.id)
+    before = encoded_snapshot(async_raw)
+    with pytest.raises(VersionConflictError):
+        await mine.delete_message(message.id)
+    assert encoded_snapshot(async_raw) == before
+    await mine.refresh()
+    with pytest.raises(MessageNotFoundError):
+        await mine.delete_message(message.id)
+
+
+async def test_stale_add_role_raises_version_conflict_and_writes_nothing(async_raw: Raw) -> None:
+    mine, theirs = await two_views()
     await theirs.add_role(role("assistant"))
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     with pytest.raises(VersionConflictError) as info:
         await mine.add_role(role("assistant", "someone-else"))
     assert (info.value.expected_version, info.value.actual_version) == (0, 1)
-    with pytest.raises(VersionConflictError):
-        await mine.remove_role("critic")
-    assert encoded_snapshot(raw) == before
-    assert set(mine.role_mapping) == {"critic"}
+    assert encoded_snapshot(async_raw) == before
+    assert mine.role_mapping == {}
     await mine.refresh()
     with pytest.raises(InvalidInputError):
         await mine.add_role(role("assistant", "someone-else"))
+    await mine.add_role(role("critic"))
+    assert [r["name"] for r in stored(async_raw, mine)["roles"]] == ["assistant", "critic"]
+
+
+async def test_stale_remove_role_raises_version_conflict_and_writes_nothing(
+    async_raw: Raw,
+) -> None:
+    mine, theirs = await two_views(role_mapping={"assistant": role()})
+    await theirs.post("user", "x")
+    before = encoded_snapshot(async_raw)
+    with pytest.raises(VersionConflictError) as info:
+        await mine.remove_role("assistant")
+    assert (info.value.expected_version, info.value.actual_version) == (0, 1)
+    assert encoded_snapshot(async_raw) == before
+    assert set(mine.role_mapping) == {"assistant"}
+    await mine.refresh()
+    await mine.remove_role("assistant")
+    assert stored(async_raw, mine)["roles"] == []
+
+
+async def test_remove_role_after_another_object_added_one_raises_version_conflict(
+    async_raw: Raw,
+) -> None:
+    mine, theirs = await two_views(role_mapping={"critic": role("critic")})
+    await theirs.add_role(role("assistant"))
+    before = encoded_snapshot(async_raw)
+    with pytest.raises(VersionConflictError):
+        await mine.remove_role("critic")
+    assert encoded_snapshot(async_raw) == before
+    assert set(mine.role_mapping) == {"critic"}
+    await mine.refresh()
     await mine.remove_role("critic")
-    assert [r["name"] for r in stored(raw, mine)["roles"]] == ["assistant"]
+    assert [r["name"] for r in stored(async_raw, mine)["roles"]] == ["assistant"]
 
 
 async def test_stale_remove_images_raises_version_conflict_and_writes_nothing(
-    raw: Raw,
+    async_raw: Raw,
 ) -> None:
     mine = await AsyncRoleThread.create()
     await mine.post("user", "pic", images=[URL])
     theirs = await AsyncRoleThread.get(mine.id)
     await theirs.post("user", "another", images=[URL])
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     with pytest.raises(VersionConflictError):
         await mine.remove_images()
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
     await mine.refresh()
     await mine.remove_images()
-    assert [m["images"] for m in stored(raw, mine)["messages"]] == [[], []]
+    assert [m["images"] for m in stored(async_raw, mine)["messages"]] == [[], []]
 
 
-# -- apply --------------------------------------------------------------------------------------
+async def test_version_conflict_error_message_tells_what_to_do() -> None:
+    mine, theirs = await two_views()
+    await theirs.post("user", "x")
+    mine.name = "y"
+    with pytest.raises(VersionConflictError, match=r"refresh\(\)"):
+        await mine.save()
 
 
-async def test_apply_retries_an_async_change_after_a_version_conflict(raw: Raw) -> None:
+# -- apply -------------------------------------------------------------------------------------
+
+
+async def test_apply_retries_a_change_after_a_version_conflict(async_raw: Raw) -> None:
     mine, theirs = await two_views(metadata={"counter": 0})
     await theirs.post("user", "moves the version")
     calls: list[int] = []
@@ -1043,7 +1303,7 @@ async def test_apply_retries_an_async_change_after_a_version_conflict(raw: Raw) 
 
     assert await mine.apply(increment) == 1
     assert calls == [0, 1]
-    assert stored(raw, mine)["metadata"] == {"counter": 1}
+    assert stored(async_raw, mine)["metadata"] == {"counter": 1}
     assert mine.version == 2
     assert await texts(mine) == ["moves the version"]
 
@@ -1062,7 +1322,7 @@ async def test_apply_without_conflict_runs_the_change_once() -> None:
     assert (await AsyncRoleThread.get(thread.id)).name == "renamed"
 
 
-async def test_apply_gives_up_after_the_given_attempts(raw: Raw) -> None:
+async def test_apply_gives_up_after_the_given_attempts(async_raw: Raw) -> None:
     mine, theirs = await two_views()
     calls: list[int] = []
 
@@ -1075,8 +1335,9 @@ async def test_apply_gives_up_after_the_given_attempts(raw: Raw) -> None:
     with pytest.raises(VersionConflictError):
         await mine.apply(always_beaten, attempts=3)
     assert calls == [0, 1, 2]
-    doc = stored(raw, mine)
-    assert (doc["name"], doc["version"]) == (None, 3)
+    doc = stored(async_raw, mine)
+    assert doc["name"] is None
+    assert doc["version"] == 3
 
 
 async def test_apply_does_not_retry_other_errors() -> None:
@@ -1103,10 +1364,10 @@ async def test_apply_refuses_bad_attempt_counts(attempts: Any) -> None:
         await thread.apply(nothing, attempts=attempts)
 
 
-# -- expiry -------------------------------------------------------------------------------------
+# -- expiry ------------------------------------------------------------------------------------
 
 
-async def test_touch_pushes_the_expiry_by_the_threads_ttl(raw: Raw) -> None:
+async def test_touch_pushes_the_expiry_by_the_threads_ttl(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create(ttl=datetime.timedelta(minutes=10))
     assert thread.ttl == datetime.timedelta(minutes=10)
     first = thread.expires_at
@@ -1117,19 +1378,19 @@ async def test_touch_pushes_the_expiry_by_the_threads_ttl(raw: Raw) -> None:
     assert thread.expires_at >= first
     await thread.touch(datetime.timedelta(hours=2))
     assert thread.ttl == datetime.timedelta(hours=2)
-    doc = stored(raw, thread)
+    doc = stored(async_raw, thread)
     assert doc["ttl"] == 7200.0
     assert doc["expires_at"].replace(tzinfo=datetime.timezone.utc) == thread.expires_at
     fresh = await AsyncRoleThread.get(thread.id)
     assert (fresh.expires_at, fresh.ttl, fresh.version) == (thread.expires_at, thread.ttl, 2)
 
 
-async def test_touch_of_a_thread_without_ttl_is_invalid_input(raw: Raw) -> None:
+async def test_touch_of_a_thread_without_ttl_is_invalid_input(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     with pytest.raises(InvalidInputError):
         await thread.touch()
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
 
 
 async def test_expires_at_is_stored_as_given() -> None:
@@ -1137,35 +1398,6 @@ async def test_expires_at_is_stored_as_given() -> None:
     thread = await AsyncRoleThread.create(expires_at=when)
     assert thread.expires_at == when
     assert (await AsyncRoleThread.get(thread.id)).expires_at == when
-
-
-# -- configuration ------------------------------------------------------------------------------
-
-
-async def test_configure_refuses_mongomock_for_the_async_api() -> None:
-    with pytest.raises(ConfigurationError, match="mongomock"):
-        aio.configure(uri="mongomock://")
-    with pytest.raises(ConfigurationError):
-        aio.configure(uri="mongodb://localhost", client=object())  # type: ignore[arg-type]
-
-
-@pytest.mark.backends(
-    "wire", "mongodb", reason="the library builds its own client only from a server's URI"
-)
-async def test_close_lets_the_next_call_build_a_new_client(
-    astore: AsyncThreadStore, backend: str, request: pytest.FixtureRequest
-) -> None:
-    uri = request.getfixturevalue("wire_uri" if backend == "wire" else "external_uri")
-    aio.configure(uri=uri, database=astore.collection.database.name)
-    try:
-        thread = await AsyncRoleThread.create(name="before close")
-        first_client = thread.store.collection.database.client
-        await aio.close()
-        again = await AsyncRoleThread.get(thread.id)
-        assert again.name == "before close"
-        assert again.store.collection.database.client is not first_client
-    finally:
-        await aio.close()
 
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -1182,7 +1414,7 @@ class Seeded:
 
 
 @pytest_asyncio.fixture
-async def seeded(astore: AsyncThreadStore) -> Seeded:
+async def seeded(async_store: AsyncThreadStore) -> Seeded:
     thread = await AsyncRoleThread.create(
         owner_id="owner", name="n", metadata={"a": 1}, role_mapping={"assistant": role()}
     )
@@ -1362,23 +1594,26 @@ INVALID_CALLS = [
 ]
 
 
-async def outcome(call: Call, seeded: Seeded) -> None:
-    """Run ``call``, awaiting what it returns if that is awaitable."""
+async def outcome(call: Call, seeded: Seeded) -> object:
+    """What ``call`` returns; in the async suite, awaited if it is awaitable (a setter is not)."""
     result = call(seeded)
+    # synchro: begin async-only
     if inspect.isawaitable(result):
-        await result
+        return await result
+    # synchro: end async-only
+    return result
 
 
 @pytest.mark.parametrize("call", INVALID_CALLS)
 async def test_invalid_input_raises_and_writes_nothing(
-    seeded: Seeded, raw: Raw, call: Call
+    seeded: Seeded, async_raw: Raw, call: Call
 ) -> None:
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     thread = seeded.thread
     version, messages = thread.version, await thread.messages()
     with pytest.raises(InvalidInputError):
         await outcome(call, seeded)
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
     assert (thread.version, await thread.messages()) == (version, messages)
 
 
@@ -1404,180 +1639,38 @@ IMAGE_CALLS = [
 
 @pytest.mark.parametrize("call", IMAGE_CALLS)
 async def test_bad_image_raises_image_format_error_and_writes_nothing(
-    seeded: Seeded, raw: Raw, call: Call
+    seeded: Seeded, async_raw: Raw, call: Call
 ) -> None:
-    before = encoded_snapshot(raw)
+    before = encoded_snapshot(async_raw)
     with pytest.raises(ImageFormatError):
         await outcome(call, seeded)
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
     assert seeded.thread.version == 2
 
 
-async def test_message_over_16mb_is_refused_before_sending(seeded: Seeded, raw: Raw) -> None:
-    before = encoded_snapshot(raw)
+async def test_message_over_16mb_is_refused_before_sending(seeded: Seeded, async_raw: Raw) -> None:
+    before = encoded_snapshot(async_raw)
     with pytest.raises(ThreadTooLargeError) as info:
         await seeded.thread.post("user", "x" * (17 * MB))
     assert info.value.thread_id == seeded.thread.id
     assert info.value.size > info.value.limit == DOCUMENT_BUDGET_BYTES
-    assert encoded_snapshot(raw) == before
+    assert encoded_snapshot(async_raw) == before
     await seeded.thread.post("user", "still works")
     assert seeded.thread.version == 3
 
 
-# -- one thread, two APIs -----------------------------------------------------------------------
+# -- concurrent tasks --------------------------------------------------------------------------
+
+# synchro: begin async-only
+CONCURRENT = 20
 
 
-def normalized(doc: Document, thread_id: str, message_ids: list[str]) -> Document:
-    """``doc`` with its ids and clock readings replaced by placeholders."""
-    names = {thread_id: "<thread>"} | {m: f"<message {i}>" for i, m in enumerate(message_ids)}
-
-    def walk(value: Any, key: str | None = None) -> Any:
-        if isinstance(value, dict):
-            return {k: walk(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v) for v in value]
-        if isinstance(value, str):
-            return names.get(value, value)
-        if key in ("created", "updated") and isinstance(value, float):
-            return "<time>"
-        return value
-
-    result: Document = walk(doc)
-    return result
-
-
-async def test_thread_written_with_async_reads_back_identically_through_sync(
-    raw: Raw, sync_store: ThreadStore
-) -> None:
-    thread = await AsyncRoleThread.create(
-        owner_id="o", public=True, name="n", metadata={"k": [1]}, role_mapping={"bot": role("bot")}
-    )
-    first = await thread.post("user", "hello <image>", images=[URL], metadata={"m": 1})
-    await thread.post("bot", "secret", private=True)
-    await thread.post("user", "big", images=[big_png_data_uri()])
-    await thread.update_message(first.id, text="edited <image>")
-    thread.name = "renamed"
-    await thread.save()
-    before = encoded_snapshot(raw)
-
-    mirror = RoleThread.get(thread.id, store=sync_store)
-    assert mirror.to_v1() == await thread.to_v1()
-    assert mirror.messages() == await thread.messages()
-    assert mirror.messages(resolve_images=False) == await thread.messages(resolve_images=False)
-    assert mirror.to_openai() == await thread.to_openai()
-    assert (mirror.version, mirror.created, mirror.updated, mirror.message_count) == (
-        thread.version,
-        thread.created,
-        thread.updated,
-        thread.message_count,
-    )
-    assert encoded_snapshot(raw) == before  # reading wrote nothing
-
-
-async def test_thread_written_with_sync_reads_back_identically_through_async(
-    raw: Raw, sync_store: ThreadStore
-) -> None:
-    thread = RoleThread(
-        owner_id="o",
-        name="n",
-        metadata={"k": 1},
-        role_mapping={"bot": role("bot")},
-        store=sync_store,
-    )
-    first = thread.post("user", "hello", images=[URL, DATA_URI])
-    thread.post("bot", "big", images=[big_png_data_uri()])
-    thread.delete_message(first.id)
-    thread.post("user", "again")
-    thread.add_role(role("critic"))
-    before = encoded_snapshot(raw)
-
-    mirror = await AsyncRoleThread.get(thread.id)
-    assert await mirror.to_v1() == thread.to_v1()
-    assert await mirror.messages() == thread.messages()
-    assert await mirror.to_openai() == thread.to_openai()
-    assert mirror.role_mapping == thread.role_mapping
-    assert encoded_snapshot(raw) == before
-
-
-async def test_same_operations_through_both_apis_store_the_same_document(
-    raw: Raw, sync_store: ThreadStore
-) -> None:
-    fields: dict[str, Any] = {
-        "owner_id": "o",
-        "public": True,
-        "name": "n",
-        "metadata": {"k": [1, {"x": None}]},
-        "role_mapping": {"bot": role("bot")},
-    }
-    made = RoleThread(**fields, store=sync_store)
-    sync_ids = [
-        made.post("user", "one <image>", images=[URL], metadata={"a": 1}).id,
-        made.post("bot", "two", private=True).id,
-        made.post("user", "three").id,
-    ]
-    made.update_message(sync_ids[0], text="one again <image>", private=True)
-    made.delete_message(sync_ids[2])
-    made.add_role(role("critic"))
-    made.metadata = {"k": 2}
-    made.save()
-
-    twin = await AsyncRoleThread.create(**fields)
-    async_ids = [
-        (await twin.post("user", "one <image>", images=[URL], metadata={"a": 1})).id,
-        (await twin.post("bot", "two", private=True)).id,
-        (await twin.post("user", "three")).id,
-    ]
-    await twin.update_message(async_ids[0], text="one again <image>", private=True)
-    await twin.delete_message(async_ids[2])
-    await twin.add_role(role("critic"))
-    twin.metadata = {"k": 2}
-    await twin.save()
-
-    sync_doc = normalized(stored(raw, made), made.id, sync_ids)
-    async_doc = normalized(stored(raw, twin), twin.id, async_ids)
-    assert async_doc == sync_doc
-    assert list(async_doc) == list(sync_doc)
-    assert async_doc["version"] == twin.version == made.version == 7
-
-
-async def test_sync_and_async_objects_on_one_thread_share_versions_and_conflicts(
-    raw: Raw, sync_store: ThreadStore
-) -> None:
-    athread = await AsyncRoleThread.create(name="start")
-    sthread = RoleThread.get(athread.id, store=sync_store)
-    await athread.post("user", "from async")
-    sthread.post("user", "from sync")
-    assert sthread.version == 2
-    assert [m.text for m in sthread.messages()] == ["from async", "from sync"]
-
-    athread.name = "async name"
-    with pytest.raises(VersionConflictError) as info:
-        await athread.save()
-    assert (info.value.expected_version, info.value.actual_version) == (1, 2)
-    await athread.refresh()
-    await athread.save()  # refresh dropped the unsaved name: nothing to write
-    athread.name = "async name"
-    await athread.save()
-    assert athread.version == 3
-
-    sthread.name = "sync name"
-    with pytest.raises(VersionConflictError) as sync_info:
-        sthread.save()
-    assert (sync_info.value.expected_version, sync_info.value.actual_version) == (2, 3)
-    sthread.refresh()
-    assert sthread.to_v1() == await athread.to_v1()
-    assert stored(raw, athread)["name"] == "async name"
-
-
-# -- concurrency --------------------------------------------------------------------------------
-
-
-async def test_concurrent_posts_on_one_object_all_land_once(raw: Raw) -> None:
+async def test_concurrent_posts_on_one_object_all_land_once(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     posted = await asyncio.gather(
         *(thread.post("user", f"m{i}", metadata={"i": i}) for i in range(CONCURRENT))
     )
-    doc = stored(raw, thread)
+    doc = stored(async_raw, thread)
     assert sorted(m["text"] for m in doc["messages"]) == sorted(f"m{i}" for i in range(CONCURRENT))
     assert len({m["id"] for m in doc["messages"]}) == CONCURRENT
     assert {m.id for m in posted} == {m["id"] for m in doc["messages"]}
@@ -1587,11 +1680,11 @@ async def test_concurrent_posts_on_one_object_all_land_once(raw: Raw) -> None:
     assert doc["size_bytes"] >= len(bson.encode(doc))
 
 
-async def test_concurrent_posts_through_separate_objects_all_land_once(raw: Raw) -> None:
+async def test_concurrent_posts_through_separate_objects_all_land_once(async_raw: Raw) -> None:
     thread = await AsyncRoleThread.create()
     views = await asyncio.gather(*(AsyncRoleThread.get(thread.id) for _ in range(CONCURRENT)))
     posted = await asyncio.gather(*(view.post("user", f"w{i}") for i, view in enumerate(views)))
-    doc = stored(raw, thread)
+    doc = stored(async_raw, thread)
     assert sorted(m["text"] for m in doc["messages"]) == sorted(f"w{i}" for i in range(CONCURRENT))
     assert len({m["id"] for m in doc["messages"]}) == CONCURRENT
     assert {m.id for m in posted} == {m["id"] for m in doc["messages"]}
@@ -1602,3 +1695,6 @@ async def test_concurrent_posts_through_separate_objects_all_land_once(raw: Raw)
     await thread.refresh()
     assert thread.version == CONCURRENT
     assert [m.id for m in await thread.messages()] == [m["id"] for m in doc["messages"]]
+
+
+# synchro: end async-only
