@@ -24,22 +24,22 @@ from threadmem_mongo import (
     _validation,
 )
 from threadmem_mongo._async_store import AsyncThreadStore
+from threadmem_mongo._async_thread_edits import AsyncThreadEdits
 from threadmem_mongo._async_thread_formats import AsyncThreadFormats
+from threadmem_mongo._async_thread_lookup import AsyncThreadLookup
 from threadmem_mongo._async_thread_watch import AsyncThreadWatch
 from threadmem_mongo._config import async_default_store, local_images_allowed
 from threadmem_mongo._document import ThreadState
-from threadmem_mongo._images import IMAGE_PLACEHOLDER, ImageInput, is_blob_ref, normalize_images
+from threadmem_mongo._images import ImageInput, is_blob_ref, normalize_images
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo._models import (
     RoleMessage,
     V1Role,
-    check_placeholders,
     new_id,
 )
-from threadmem_mongo._state import check_expiry, check_last, check_str, new_state, utc
+from threadmem_mongo._state import appended_batch, check_expiry, new_state, utc
 from threadmem_mongo.errors import (
     InvalidInputError,
-    MessageNotFoundError,
     StoreUnavailableError,
     ThreadNotFoundError,
     ThreadTooLargeError,
@@ -62,7 +62,7 @@ MOVES_PER_WRITE = 8
 COPY_ATTEMPTS = 5
 
 
-class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
+class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, AsyncThreadFormats):
     """A persistent thread of messages posted under role names.
 
     Creating one stores it at once: ``RoleThread(...)`` in the sync API, or the awaited
@@ -609,132 +609,6 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         docs = await self._store.history(self.id, before, limit)
         return [await self._resolve(_document.message_from_document(doc, self.id)) for doc in docs]
 
-    async def _find_message(self, message_id: str) -> tuple[int | None, RoleMessage, int | None]:
-        """Return the message's index among the loaded ones (None if it is before the
-        loaded ones, then read on its own), the message, and the number of the page
-        holding it (None when it is inline)."""
-        state = self._state
-        for index, message in enumerate(state.messages):
-            if message.id == message_id:
-                if not state.is_paged(index):
-                    return index, message, None
-                break
-        else:
-            index = None
-            if not state.offset:
-                raise MessageNotFoundError(self.id, message_id)
-        located = await self._store.locate(self.id, message_id)
-        if located is None:
-            raise MessageNotFoundError(self.id, message_id)
-        page, doc = located
-        if index is not None:
-            return index, state.messages[index], page
-        return None, _document.message_from_document(doc, self.id), page
-
-    async def update_message(
-        self,
-        message_id: str,
-        *,
-        text: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        private: bool | None = None,
-    ) -> RoleMessage:
-        """Change a message's text, metadata or privacy, if nobody changed the thread since.
-
-        Only the given fields change; at least one must be given. On an object loaded
-        with ``get(..., last=N)``, a message before the loaded page is read on its own
-        and changed in the store; the object keeps holding only its page.
-
-        Args:
-            message_id: The id of the message to change.
-            text: The new text; may be empty only if the message has images.
-            metadata: The new metadata, replacing the old as a whole (None leaves it
-                unchanged; ``{}`` empties it).
-            private: The new privacy flag.
-
-        Returns:
-            The updated message. Its images are as stored: a GridFS image appears as a
-                ``gridfs:<id>`` reference (``messages()`` gives the data URI).
-
-        Raises:
-            MessageNotFoundError: No message with that id in this thread.
-            InvalidInputError: Nothing to change, or a bad value.
-            VersionConflictError: The thread changed since this object read it.
-            ThreadNotFoundError: The thread was deleted.
-            ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
-        """
-        _validation.check_id("message_id", message_id)
-        changes: dict[str, Any] = {}
-        if text is not None:
-            changes["text"] = _validation.check_encodable("text", check_str("text", text))
-        if metadata is not None:
-            changes["metadata"] = _validation.check_metadata(metadata)
-        if private is not None:
-            changes["private"] = _validation.check_bool("private", private)
-        if not changes:
-            raise InvalidInputError("update_message() needs text, metadata or private")
-        async with self._lock:
-            index, old, page = await self._find_message(message_id)
-            if "text" in changes:
-                _validation.check_text(changes["text"], has_images=bool(old.images))
-                check_placeholders(changes["text"], len(old.images))
-            new = old.model_copy(update=changes)
-            missing = lambda: MessageNotFoundError(self.id, message_id)  # noqa: E731
-            if page is None:
-                delta = self._size_delta(old, new)
-                built = _updates.edit_message(
-                    self.id, self.version, message_id, changes, delta, time.time()
-                )
-                await self._commit(built, on_same_version=missing)
-            else:
-                record = _pages.pending_record(
-                    self.version + 1, page, set_fields={message_id: changes}
-                )
-                built = _updates.change_paged_messages(
-                    self.id, self.version, [record], "message_updated", [message_id], 0, time.time()
-                )
-                await self._commit(built, on_same_version=missing, records=[record])
-            if index is not None:
-                self._state.messages[index] = new
-            return new
-
-    async def delete_message(self, message_id: str) -> None:
-        """Delete a message, if nobody changed the thread since this object read it.
-
-        Images in GridFS that no thread references any more are deleted with it. On an
-        object loaded with ``get(..., last=N)``, a message before the loaded page can be
-        deleted too.
-
-        Args:
-            message_id: The id of the message to delete.
-
-        Raises:
-            MessageNotFoundError: No message with that id in this thread.
-            VersionConflictError: The thread changed since this object read it.
-            ThreadNotFoundError: The thread was deleted.
-        """
-        _validation.check_id("message_id", message_id)
-        async with self._lock:
-            index, old, page = await self._find_message(message_id)
-            missing = lambda: MessageNotFoundError(self.id, message_id)  # noqa: E731
-            if page is None:
-                size = _document.element_size(_document.message_to_document(old))
-                built = _updates.delete_message(
-                    self.id, self.version, message_id, size, time.time()
-                )
-                await self._commit(built, on_same_version=missing)
-            else:
-                record = _pages.pending_record(self.version + 1, page, pull=[message_id])
-                built = _updates.change_paged_messages(
-                    self.id, self.version, [record], "message_deleted", [message_id], 1, time.time()
-                )
-                await self._commit(built, on_same_version=missing, records=[record])
-                self._state.paged_count -= 1
-            if index is not None:
-                del self._state.messages[index]
-            self._state.message_count -= 1
-        await self._store.release_blobs(_updates.blob_ids_of([_document.message_to_document(old)]))
-
     async def extend(
         self, messages: Iterable[RoleMessage], *, metadata: dict[str, Any] | None = None
     ) -> None:
@@ -761,26 +635,11 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
             ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
             ThreadNotFoundError: The thread was deleted.
         """
-        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
-            raise InvalidInputError("extend() takes a list of RoleMessage")
-        batch: list[RoleMessage] = []
-        for message in messages:
-            if not isinstance(message, RoleMessage):
-                raise InvalidInputError(
-                    f"extend() takes RoleMessages, got {type(message).__name__}"
-                )
-            if message.thread_id not in (None, self.id):
-                raise InvalidInputError(
-                    f"message {message.id!r} belongs to thread {message.thread_id!r}"
-                )
-            batch.append(message.model_copy(update={"thread_id": self.id}))
+        known = (message.id for message in self._state.messages)
+        batch = appended_batch(messages, self.id, known)
         checked = None if metadata is None else _validation.check_metadata(metadata)
         if not batch and metadata is None:
             raise InvalidInputError("extend() needs messages or metadata")
-        ids = [message.id for message in batch]
-        known = {message.id for message in self._state.messages}
-        if len(set(ids)) != len(ids) or known.intersection(ids):
-            raise InvalidInputError("extend() got a message id twice, or one the thread holds")
         written: list[str] = []
         try:
             stored: list[RoleMessage] = []
@@ -813,82 +672,6 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
         except BaseException:
             await self._store.discard_blobs(written)
             raise
-
-    async def remove_images(self) -> None:
-        """Strip the images from every ``user`` message, and persist it.
-
-        Does nothing (and writes nothing) if no user message has images. Images stored in
-        GridFS that no thread references any more are deleted. A message's ``<image>``
-        placeholders are removed from its text, which is trimmed; a text left empty becomes
-        ``"[image removed]"``. An object loaded with ``last=`` re-reads the whole thread
-        first, which drops unsaved edits to ``name``, ``public`` and ``metadata``.
-
-        Raises:
-            VersionConflictError: The thread changed since this object read it.
-        """
-        async with self._lock:
-            if self._state.offset:
-                await self._load_whole()
-            changed: dict[int, RoleMessage] = {}
-            for index, message in enumerate(self._state.messages):
-                if message.role == "user" and message.images:
-                    text = message.text.replace(IMAGE_PLACEHOLDER, "").strip() or "[image removed]"
-                    changed[index] = message.model_copy(update={"images": [], "text": text})
-            if not changed:
-                return
-            state = self._state
-            inline = {i: new for i, new in changed.items() if not state.is_paged(i)}
-            paged = {new.id: new for i, new in changed.items() if state.is_paged(i)}
-            delta = sum(self._size_delta(state.messages[i], new) for i, new in inline.items())
-            built = _updates.edit_messages_at(
-                self.id,
-                self.version,
-                {
-                    state.inline_index(i): {"images": [], "text": new.text}
-                    for i, new in inline.items()
-                },
-                [new.id for new in changed.values()],
-                delta,
-                time.time(),
-                # The references go with the images, so the blobs can be released.
-                unset=["blobs"],
-            )
-            records = await self._image_removals(paged)
-            if records:
-                built = _updates.with_pending(built, records)
-            await self._commit(built, records=records or None)
-            dropped = [self._state.messages[index] for index in changed]
-            for index, new in changed.items():
-                self._state.messages[index] = new
-        docs = [_document.message_to_document(message) for message in dropped]
-        await self._store.release_blobs(_updates.blob_ids_of(docs))
-
-    async def _image_removals(self, paged: dict[str, RoleMessage]) -> list[dict[str, Any]]:
-        """One pending record per page, stripping the images of messages ``paged``."""
-        if not paged:
-            return []
-        pages = await self._store.pages.numbers_of(self.id, self._state.page_count, list(paged))
-        by_page: dict[int, list[str]] = {}
-        for message_id in paged:
-            if message_id not in pages:
-                # Gone from the pages since this object read them: the version moved.
-                raise VersionConflictError(self.id, self.version, self.version + 1)
-            by_page.setdefault(pages[message_id], []).append(message_id)
-        return [
-            _pages.pending_record(
-                self.version + 1,
-                page,
-                set_fields={i: {"images": [], "text": paged[i].text} for i in ids},
-                unset_fields={i: ["blobs"] for i in ids},
-            )
-            for page, ids in sorted(by_page.items())
-        ]
-
-    @staticmethod
-    def _size_delta(old: RoleMessage, new: RoleMessage) -> int:
-        return _document.element_size(_document.message_to_document(new)) - _document.element_size(
-            _document.message_to_document(old)
-        )
 
     # -- roles ---------------------------------------------------------------------------
 
@@ -1218,111 +1001,3 @@ class AsyncRoleThread(AsyncThreadWatch, AsyncThreadFormats):
                 return made
             await self._store.delete(made.id)
         raise VersionConflictError(self.id, self.version, source.version)
-
-    # -- lookup --------------------------------------------------------------------------
-
-    @classmethod
-    async def get(
-        cls, thread_id: str, *, last: int | None = None, store: AsyncThreadStore | None = None
-    ) -> AsyncRoleThread:
-        """Load one thread by id, whole or with only its last ``last`` messages.
-
-        A thread loaded with ``last=N`` costs the same to load whatever its length; it
-        can be posted to and edited like a whole one, and ``history`` pages back.
-
-        Access is not checked: any thread whose id is given is returned, whatever its
-        ``owner_id``; see the Security page.
-
-        Args:
-            thread_id: The thread's id.
-            last: Load only the last ``last`` messages (0: none); None loads them all.
-            store: The store to read from; the configured default if omitted.
-
-        Returns:
-            The thread, at the version the store holds.
-
-        Raises:
-            ThreadNotFoundError: No such thread.
-            InvalidInputError: ``thread_id`` is not a string, or ``last`` is not a whole
-                number of at least 0.
-        """
-        _validation.check_id("thread_id", thread_id)
-        check_last(last)
-        target = store if store is not None else async_default_store()
-        return cls._from_document(await target.load(thread_id, last=last), target, last)
-
-    @classmethod
-    async def find(
-        cls,
-        *,
-        limit: int | None = None,
-        newest_first: bool = False,
-        after: str | None = None,
-        last: int | None = None,
-        store: AsyncThreadStore | None = None,
-        **filters: object,
-    ) -> list[AsyncRoleThread]:
-        """Find threads by equality, in creation order.
-
-        Args:
-            limit: At most this many threads.
-            newest_first: Newest first instead of oldest first.
-            after: Continue a listing after the thread whose ``cursor`` this is.
-            last: Load only each thread's last ``last`` messages (0: none, for listings).
-            store: The store to search; the configured default if omitted.
-            **filters: Any of ``id``, ``owner_id``, ``public``, ``name`` with a scalar value,
-                and ``metadata={key: scalar, ...}`` for threads whose metadata holds all of
-                those entries. No filters: every thread.
-
-        Returns:
-            The matching threads, ordered by creation time (ties by id); pass the last
-                one's ``cursor`` as ``after`` for the next page.
-
-        Raises:
-            InvalidInputError: An unknown field, a value that is not a scalar (query
-                operators such as ``{"$ne": None}`` are refused), a bad cursor, or a
-                ``limit`` or ``last`` that is not a whole number (``limit`` at least 1).
-        """
-        query = _updates.thread_search_filter(filters)
-        if limit is not None:
-            _validation.check_positive_int("limit", limit)
-        _validation.check_bool("newest_first", newest_first)
-        check_last(last)
-        if after is not None:
-            query.update(_updates.after_cursor(after, newest_first))
-        target = store if store is not None else async_default_store()
-        docs = await target.find(query, newest_first=newest_first, limit=limit, last=last)
-        return [cls._from_document(doc, target, last) for doc in docs]
-
-    @classmethod
-    async def find_messages(
-        cls, *, store: AsyncThreadStore | None = None, **filters: object
-    ) -> list[RoleMessage]:
-        """Find messages across all threads by equality on ``id``, ``role``,
-        ``thread_id`` and ``text``; see ``RoleMessage.find``.
-
-        Only the matching messages leave the server, never whole threads.
-
-        Args:
-            store: The store to search; the configured default if omitted.
-            **filters: Field values to match exactly; each a string, number, bool or
-                None. Private messages match too.
-
-        Returns:
-            The matching messages, ordered by their thread's creation time, then by
-                position in the thread, with images resolved to data URIs.
-
-        Raises:
-            InvalidInputError: An unknown field, or a value that is not a scalar.
-            ImageNotFoundError: An image stored in GridFS is missing.
-        """
-        _updates.message_search_conditions(filters)  # checked before any store is built
-        target = store if store is not None else async_default_store()
-        found = []
-        for doc in await target.search_messages(filters):
-            message = _document.message_from_document(doc["messages"], doc["_id"])
-            if any(is_blob_ref(image) for image in message.images):
-                images = await target.resolve_images(message.images)
-                message = message.model_copy(update={"images": images})
-            found.append(message)
-        return found

@@ -32,9 +32,6 @@ from threadmem_mongo._models import (
 )
 from threadmem_mongo._state import check_resume_token
 
-if TYPE_CHECKING:
-    pass
-
 
 class AsyncThreadWatch:
     """The live-change methods of ``AsyncRoleThread``."""

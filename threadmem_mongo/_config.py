@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.uri_parser import parse_uri
 
 from threadmem_mongo import _embedded, _pages
+from threadmem_mongo._async_store import AsyncThreadStore
 from threadmem_mongo._document import COLLECTION_NAME
+from threadmem_mongo._driver import TIMEOUT_ENV
+from threadmem_mongo._store import ThreadStore
 from threadmem_mongo.errors import ConfigurationError, InvalidInputError
-
-if TYPE_CHECKING:
-    from threadmem_mongo._async_store import AsyncThreadStore
-    from threadmem_mongo._store import ThreadStore
 
 URI_ENV = "THREADMEM_MONGODB_URI"
 FALLBACK_URI_ENV = "MONGODB_URI"
 DATABASE_ENV = "THREADMEM_DATABASE"
-TIMEOUT_ENV = "THREADMEM_TIMEOUT"
 DEFAULT_DATABASE = "threadmem"
 DEFAULT_TIMEOUT = 5.0
 MONGOMOCK_SCHEME = "mongomock://"
@@ -210,8 +208,6 @@ def async_default_store() -> AsyncThreadStore:
 
 
 def _build_async_default() -> AsyncThreadStore:
-    from threadmem_mongo._async_store import AsyncThreadStore
-
     client: AsyncMongoClient[Any] | None = _async_settings.get("client")
     uri_database: str | None = None
     if client is None:
@@ -362,8 +358,6 @@ def _timeout(settings: dict[str, Any]) -> float:
 
 
 def _build_default() -> ThreadStore:
-    from threadmem_mongo._store import ThreadStore
-
     client: MongoClient[Any] | None = _settings.get("client")
     uri: str | None = _settings.get("uri")
     if client is None and uri is None:

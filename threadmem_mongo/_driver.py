@@ -11,7 +11,6 @@ from contextlib import contextmanager
 
 from pymongo import errors as mongo_errors
 
-from threadmem_mongo._config import TIMEOUT_ENV
 from threadmem_mongo._limits import MAX_DOCUMENT_BYTES
 from threadmem_mongo.errors import (
     ConfigurationError,
@@ -19,6 +18,9 @@ from threadmem_mongo.errors import (
     ThreadMemError,
     ThreadTooLargeError,
 )
+
+#: The environment variable that sets how long the driver waits for the server, in seconds.
+TIMEOUT_ENV = "THREADMEM_TIMEOUT"
 
 # Server codes meaning "the document or command would be too large".
 _TOO_LARGE_CODES = frozenset({10334, 17419, 17420, 13548})

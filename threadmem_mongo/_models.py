@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from threadmem_mongo import _validation
 from threadmem_mongo._images import IMAGE_PLACEHOLDER, check_stored_image
+from threadmem_mongo._openai import message_to_openai
 from threadmem_mongo.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -166,6 +168,11 @@ class RoleMessage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
+    # The sync message search behind ``find``, set by the query layer
+    # (``threadmem_mongo._thread_lookup``), which this value object cannot import: the
+    # stores that it sits on build RoleMessages.
+    _search: ClassVar[Callable[..., Any]]
+
     role: str
     text: str
     thread_id: str | None = None
@@ -204,8 +211,6 @@ class RoleMessage(BaseModel):
             InvalidInputError: The number of ``<image>`` placeholders is not zero and does
                 not match the number of images.
         """
-        from threadmem_mongo._openai import message_to_openai
-
         return message_to_openai(self)
 
     @classmethod
@@ -233,9 +238,16 @@ class RoleMessage(BaseModel):
             InvalidInputError: An unknown field, or a value that is not a scalar.
             ImageNotFoundError: An image stored in GridFS is missing.
         """
-        from threadmem_mongo._thread import RoleThread
+        found: list[RoleMessage] = cls._search(store=store, **filters)
+        return found
 
-        return RoleThread.find_messages(store=store, **filters)
+    @classmethod
+    def _use_search(cls, search: Callable[..., Any]) -> None:
+        """Set the function behind ``find``: the sync message search of the layer above.
+
+        Called once, when ``threadmem_mongo`` is imported; not for applications.
+        """
+        RoleMessage._search = search
 
     def to_v1(self) -> V1RoleMessage:
         """Return the exchange schema of this message.

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from threadmem_mongo._images import IMAGE_PLACEHOLDER
-from threadmem_mongo._models import RoleMessage
 from threadmem_mongo.errors import InvalidInputError
 
 
-def message_to_openai(message: RoleMessage) -> dict[str, Any]:
+class ChatMessage(Protocol):
+    """What the conversion reads from a message: ``RoleMessage`` is one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def images(self) -> Sequence[str]: ...
+
+
+def message_to_openai(message: ChatMessage) -> dict[str, Any]:
     """Return ``message`` as an OpenAI chat message; see ``RoleMessage.to_openai``."""
     if not message.images:
         return {"role": message.role, "content": message.text}

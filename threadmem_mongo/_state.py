@@ -1,6 +1,6 @@
-"""A new thread's state, built from what a user passed. Pure: no I/O.
+"""Checks of what a user passes to a thread, and the state built from it. Pure: no I/O.
 
-Every argument of ``RoleThread(...)``, ``AsyncRoleThread.create(...)`` and the
+Every argument of ``RoleThread(...)``, ``AsyncRoleThread.create(...)``, the message edits and the
 ``from_*`` importers is checked here before a ``ThreadState`` is built from it.
 """
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from threadmem_mongo import (
     _validation,
@@ -17,6 +18,7 @@ from threadmem_mongo._document import ThreadState
 from threadmem_mongo._models import (
     RoleMessage,
     V1Role,
+    check_placeholders,
     new_id,
 )
 from threadmem_mongo.errors import (
@@ -114,3 +116,58 @@ def check_role_mapping(value: object) -> dict[str, V1Role]:
             )
         roles[key] = role
     return roles
+
+
+def message_changes(*, text: object, metadata: object, private: object) -> dict[str, Any]:
+    """Return the checked fields an ``update_message`` call changes (None: unchanged).
+
+    Raises:
+        InvalidInputError: Nothing to change, or a value is not acceptable.
+    """
+    changes: dict[str, Any] = {}
+    if text is not None:
+        changes["text"] = _validation.check_encodable("text", check_str("text", text))
+    if metadata is not None:
+        changes["metadata"] = _validation.check_metadata(metadata)
+    if private is not None:
+        changes["private"] = _validation.check_bool("private", private)
+    if not changes:
+        raise InvalidInputError("update_message() needs text, metadata or private")
+    return changes
+
+
+def changed_message(old: RoleMessage, changes: Mapping[str, Any]) -> RoleMessage:
+    """Return ``old`` with ``changes`` applied, checking a new text against its images.
+
+    Raises:
+        InvalidInputError: The new text is empty on a message without images, or its
+            ``<image>`` placeholders do not match the images.
+    """
+    if "text" in changes:
+        _validation.check_text(changes["text"], has_images=bool(old.images))
+        check_placeholders(changes["text"], len(old.images))
+    return old.model_copy(update=dict(changes))
+
+
+def appended_batch(messages: object, thread_id: str, known_ids: Iterable[str]) -> list[RoleMessage]:
+    """Return the messages an ``extend`` call appends, each set to thread ``thread_id``.
+
+    Raises:
+        InvalidInputError: ``messages`` is not a list of RoleMessage, one belongs to
+            another thread, or an id repeats or is one of ``known_ids``.
+    """
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
+        raise InvalidInputError("extend() takes a list of RoleMessage")
+    batch: list[RoleMessage] = []
+    for message in messages:
+        if not isinstance(message, RoleMessage):
+            raise InvalidInputError(f"extend() takes RoleMessages, got {type(message).__name__}")
+        if message.thread_id not in (None, thread_id):
+            raise InvalidInputError(
+                f"message {message.id!r} belongs to thread {message.thread_id!r}"
+            )
+        batch.append(message.model_copy(update={"thread_id": thread_id}))
+    ids = [message.id for message in batch]
+    if len(set(ids)) != len(ids) or set(known_ids).intersection(ids):
+        raise InvalidInputError("extend() got a message id twice, or one the thread holds")
+    return batch

@@ -57,6 +57,8 @@ MODULES = {
     "_async_thread.py": "_thread.py",
     "_async_thread_formats.py": "_thread_formats.py",
     "_async_thread_watch.py": "_thread_watch.py",
+    "_async_thread_edits.py": "_thread_edits.py",
+    "_async_thread_lookup.py": "_thread_lookup.py",
 }
 
 #: async test source -> generated sync test module, both in ``tests/``
@@ -69,6 +71,8 @@ NAMES = {
     "AsyncRoleThread": "RoleThread",
     "AsyncThreadFormats": "ThreadFormats",
     "AsyncThreadWatch": "ThreadWatch",
+    "AsyncThreadEdits": "ThreadEdits",
+    "AsyncThreadLookup": "ThreadLookup",
     "AsyncMongoClient": "MongoClient",
     "AsyncThreadStore": "ThreadStore",
     "AsyncCollection": "Collection",
@@ -90,6 +94,8 @@ NAMES = {
     "_async_thread": "_thread",
     "_async_thread_formats": "_thread_formats",
     "_async_thread_watch": "_thread_watch",
+    "_async_thread_edits": "_thread_edits",
+    "_async_thread_lookup": "_thread_lookup",
 }
 
 #: Further names in test modules: conftest's async fixtures and their sync twins.
