@@ -664,11 +664,38 @@ async def test_breaking_out_of_an_async_watch_kills_its_cursor(
         await client.close()
 
 
-def test_idle_timeout_ends_a_quiet_watch(wire_store: ThreadStore) -> None:
-    thread = RoleThread(store=wire_store)
-    started = time.monotonic()
-    assert list(thread.watch(idle_timeout=0.5)) == []
-    assert 0.5 <= time.monotonic() - started < 0.5 + DEADLINE
+class GetMores(monitoring.CommandListener):
+    """Records the ``maxTimeMS`` of every ``getMore``: how long each asked the server to wait."""
+
+    def __init__(self) -> None:
+        self.waits: list[int] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "getMore":
+            self.waits.append(int(event.command.get("maxTimeMS", 0)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_idle_timeout_ends_a_quiet_watch_after_waiting_on_the_server(
+    wire_uri: str, wire_store: ThreadStore
+) -> None:
+    listener = GetMores()
+    client: MongoClient[Document] = MongoClient(wire_uri, event_listeners=[listener])
+    try:
+        store = ThreadStore(client[wire_store.collection.database.name]["threads"])
+        thread = RoleThread(store=store)
+        assert list(thread.watch(idle_timeout=0.5)) == []
+    finally:
+        client.close()
+    # It ended on the server's silence: it asked the server to wait the idle time for
+    # changes, rather than giving up before asking.
+    assert listener.waits
+    assert all(wait == 500 for wait in listener.waits)
 
 
 # -- servers without change streams ----------------------------------------------------------
