@@ -157,7 +157,11 @@ def _collect_async_client_sockets(request: pytest.FixtureRequest) -> Iterator[No
     that one, out of unrelated tests.
     """
     yield
-    uses_async = "async_client" in request.fixturenames or hasattr(
+    callspec = getattr(request.node, "callspec", None)
+    # On mongomock, async_client is tests/asyncmock.py's adapter: no pymongo monitor, and
+    # a full collection after each of those tests would cost more than the test.
+    on_mongomock = callspec is not None and callspec.params.get("backend") == "mongomock"
+    uses_async = ("async_client" in request.fixturenames and not on_mongomock) or hasattr(
         request.module, "AsyncMongoClient"
     )
     if uses_async:
