@@ -12,18 +12,21 @@ paired ratio.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import peers as peer_stores
 from bench import venvs
+from bench.markdown import lat, reason, table, times
 from bench.measure import summary
 from bench.plan import TEXT, Plan
 from bench.targets import DATABASE
 from bench.venvs import LineDriver, NotRunError
 from threadmem_mongo._pages import DEFAULT_MAX_INLINE_MESSAGES
+
+if TYPE_CHECKING:
+    from bench.report import Page
 
 DRIVER = "bench.drivers.adapter_peers"
 #: Sessions at or above this length get :attr:`Sizes.long_reps` repetitions.
@@ -287,18 +290,14 @@ def adapters(uri: str, plan: Plan, run_venvs: bool) -> dict[str, Any]:
 # -- the page -------------------------------------------------------------------------------
 
 
-def render(
-    section: dict[str, Any] | None,
-    meta: dict[str, Any],
-    note_missing: Callable[[str, str], None],
-) -> list[str]:
-    """The Markdown lines of the section; what did not run goes to ``note_missing``."""
-    from bench.report import lat, reason, table, times
-
+def render(page: Page) -> list[str]:
+    """Section 8: a summary of ours ÷ peer, then a table per framework."""
+    section = page.sections.get("adapters")
+    meta = page.meta
     lines = ["## 8. Agent-framework adapters", ""]
     why = reason(section)
     if why or section is None:
-        note_missing("Agent-framework adapters", why or "not run")
+        page.note_missing("Agent-framework adapters", why or "not run")
         return [*lines, f"{why}.", ""]
     sizes = section["sizes"]
     server = f"{meta['server_kind']}, reporting version {meta['server']}"
@@ -360,7 +359,7 @@ def render(
         why = reason(result)
         if why or result is None:
             lines += [f"{why}.", ""]
-            note_missing(f"Adapters: {framework.title} peer", why or "not run")
+            page.note_missing(f"Adapters: {framework.title} peer", why or "not run")
             continue
         versions = result.get("versions", {})
         peer_version = versions.get("peer", {}).get("version", "?")

@@ -12,14 +12,19 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import MongoClient
 
+from bench import plots
+from bench.markdown import DASH, plain, reason, table
 from bench.measure import CommandLog, summary
 from bench.plan import TEXT, Plan
 from bench.targets import DATABASE
 from threadmem_mongo import RoleThread, ThreadStore, VersionConflictError
+
+if TYPE_CHECKING:
+    from bench.report import Page
 
 COLLECTION = "concurrency"
 RESULT_TIMEOUT = 300.0
@@ -221,3 +226,111 @@ def concurrency(uri: str, plan: Plan) -> dict[str, Any]:
         "start_method": _context().get_start_method(),
         "rows": rows,
     }
+
+
+# -- the page -------------------------------------------------------------------------------
+
+
+def headline(page: Page) -> str | None:
+    """The headline's line: messages lost over every cell, or None if it did not run."""
+    section = page.sections.get("concurrency") or {}
+    if reason(section):
+        return None
+    posts = sum(r["posts"] for r in section["rows"])
+    lost = sum(r["lost"] + r["missing"] for r in section["rows"])
+    return (
+        f"- **Concurrent writers**: {lost} messages lost out of {posts:,} posted by "
+        f"1{DASH}{max(page.plan['writers'])} writers (threads and processes), checked "
+        "by reading every thread back."
+    )
+
+
+def render(page: Page) -> list[str]:
+    """Section 6: a row per cell (writers as, target, writers), errors, and the plot."""
+    lines = ["## 6. Concurrency", ""]
+    section = page.sections.get("concurrency") or {}
+    why = reason(section)
+    if why:
+        page.note_missing("Concurrency", why)
+        return [*lines, f"{why}.", ""]
+    lines += [
+        f"1{DASH}{max(page.plan['writers'])} writers, as threads of one process (sharing one "
+        f"`MongoClient`) and as processes (`{section['start_method']}`), each posting "
+        f"{section['posts_per_writer']} messages either to one shared thread or to a thread "
+        f"of its own, on the wire server; {section['reps']} repetition(s) per cell. Each "
+        "writer loads its own `RoleThread` object by id, as separate request handlers do. "
+        "Afterwards every thread is read back: *lost* counts acknowledged posts that are "
+        "not stored, *missing* counts attempted posts not stored, *duplicates* counts "
+        "messages stored twice. *Conflicts* are `VersionConflictError`s raised (appends "
+        "never conflict). When a writer's object was behind the store (another writer had "
+        "appended), its post reads what it missed: *catch-ups* count the reads of only the "
+        "messages after the object's last one (only appends had happened), *re-reads* the "
+        "reads of the whole thread (anything else had changed). *Round trips per post* "
+        "counts every command a writer sent while posting. *vs 1 writer* divides the "
+        "throughput by that of one writer in the same setting. Repetitions go round all "
+        "the cells in turn. The server answers from one process on a machine of "
+        f"{page.meta['cpu_count']} CPUs shared with the writers, so more writers add "
+        "no throughput here; what the rows compare is the cost per post.",
+        "",
+    ]
+    single = {
+        (r["mode"], r["target"]): r["throughput"]["median"]
+        for r in section["rows"]
+        if r["writers"] == 1
+    }
+
+    def speedup(row: dict[str, Any]) -> str:
+        base = single.get((row["mode"], row["target"]))
+        return f"{row['throughput']['median'] / base:.2f}x" if base else "—"
+
+    rows = []
+    for row in section["rows"]:
+        rows.append(
+            [
+                row["mode"],
+                "one shared thread" if row["target"] == "one" else "a thread each",
+                row["writers"],
+                f"{row['posts']:,} / {row['attempted']:,}",
+                plain(row["throughput"], 0),
+                speedup(row),
+                f"{row['round_trips'] / max(row['posts'], 1):.2f}" if "round_trips" in row else "—",
+                row["conflicts"],
+                row.get("catch_ups", "—"),
+                row["rereads"],
+                row["lost"],
+                row["missing"],
+                row["duplicates"],
+            ]
+        )
+    lines += table(
+        [
+            "Writers as",
+            "Target",
+            "Writers",
+            "Posted / attempted",
+            "Posts per second",
+            "vs 1 writer",
+            "Round trips per post",
+            "Conflicts",
+            "Catch-ups",
+            "Re-reads",
+            "Lost",
+            "Missing",
+            "Duplicates",
+        ],
+        rows,
+    )
+    errors = [r for r in section["rows"] if r["errors"]]
+    for row in errors:
+        lines.append(
+            f"- {row['mode']}, {row['writers']} writers: {row['errors']} errors, "
+            f"last: `{row['last_error']}`"
+        )
+    if errors:
+        lines.append("")
+    lines.append(
+        page.plot(
+            "bench-concurrency.png", lambda path: plots.concurrency_plot(path, section["rows"])
+        )
+    )
+    return lines

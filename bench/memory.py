@@ -6,14 +6,19 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bson
 
+from bench import plots
+from bench.markdown import plain, reason, table
 from bench.measure import summary
 from bench.plan import Plan, prefill_messages
 from bench.targets import DATABASE, Target, has_last
 from threadmem_mongo import RoleThread
+
+if TYPE_CHECKING:
+    from bench.report import Page
 
 COLLECTION = "memory"
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,3 +90,48 @@ def memory(uri: str, target: Target, plan: Plan) -> dict[str, Any]:
             }
         )
     return {"length": plan.memory_length, "document_bytes": size, "rows": rows}
+
+
+# -- the page -------------------------------------------------------------------------------
+
+
+def render(page: Page) -> list[str]:
+    """Section 7: peak RSS per way of loading the thread, and its bar plot."""
+    lines = ["## 7. Memory", ""]
+    section = page.sections.get("memory") or {}
+    why = reason(section)
+    if why:
+        page.note_missing("Memory", why)
+        return [*lines, f"{why}.", ""]
+    lines += [
+        f"Peak resident set size of a fresh Python process that connects to the wire "
+        f"server and loads one thread of {section['length']:,} messages "
+        f"({section['document_bytes']:,} bytes of BSON). *Over baseline* is the peak "
+        "during the load minus the RSS just before it (on Linux the kernel's peak is "
+        "reset first, so import-time peaks do not hide it). "
+        f"{page.plan['memory_reps']} run(s) each.",
+        "",
+    ]
+    rows = []
+    bars = []
+    for row in section["rows"]:
+        if row.get("not_available"):
+            rows.append([row["label"], "—", "—", f"not available: {row['not_available']}"])
+            continue
+        rows.append(
+            [
+                row["label"],
+                f"{row['messages']:,}",
+                plain(row["peak_mib"]),
+                plain(row["over_baseline_mib"]),
+            ]
+        )
+        if row["mode"] != "baseline":
+            bars.append((row["label"].replace("`", ""), row["over_baseline_mib"]))
+    lines += table(["Load", "Messages loaded", "Peak RSS (MiB)", "Over baseline (MiB)"], rows)
+    if bars:
+        title = f"Loading a {section['length']:,}-message thread in a fresh process"
+        lines.append(
+            page.plot("bench-memory.png", lambda path: plots.memory_plot(path, bars, title))
+        )
+    return lines

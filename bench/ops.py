@@ -7,11 +7,15 @@ figure is taken after the store's first use, which also sends its ``createIndexe
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bench.markdown import reason, table
 from bench.plan import TEXT, Plan, prefill_messages
 from bench.targets import Floor, Target, has_last, stored_message
 from threadmem_mongo import RoleThread
+
+if TYPE_CHECKING:
+    from bench.report import Page
 
 COLLECTION = "ops"
 
@@ -130,3 +134,41 @@ def _after_other_writer(store: Any, thread: RoleThread) -> Any:
     # Another object appends first, so ``thread`` is one version behind when it posts.
     other.post("assistant", TEXT)
     return call
+
+
+# -- the page -------------------------------------------------------------------------------
+
+
+def render(page: Page) -> list[str]:
+    """Section 5: a row per operation with its commands and bytes."""
+    lines = ["## 5. Round trips and bytes per operation", ""]
+    section = page.sections.get("ops") or {}
+    why = reason(section)
+    if why:
+        page.note_missing("Round trips and bytes", why)
+        return [*lines, f"{why}.", ""]
+    lines += [
+        f"On the wire server, a thread of {section['length']:,} messages, after the "
+        "store's first use (which also sends one `createIndexes` per index). "
+        "Deterministic: the same code sends the same commands on any machine.",
+        "",
+    ]
+    rows = []
+    for row in section["rows"]:
+        if row.get("not_available"):
+            rows.append([row["operation"], "—", "—", "—", "—", row["note"]])
+            page.note_missing("get last 20", row["note"])
+            continue
+        rows.append(
+            [
+                row["operation"],
+                row["round_trips"],
+                ", ".join(f"`{c}`" for c in row["commands"]),
+                f"{row['bytes_sent']:,}",
+                f"{row['bytes_received']:,}",
+                row["note"],
+            ]
+        )
+    return lines + table(
+        ["Operation", "Round trips", "Commands", "Bytes sent", "Bytes received", "Note"], rows
+    )

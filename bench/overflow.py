@@ -25,14 +25,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bench import plots
+from bench.markdown import lat, reason, table, times
 from bench.measure import summary, timed
 from bench.plan import TEXT, prefill_messages
 from bench.targets import Target, post
 from bench.venvs import LineDriver, NotRunError, ensure_venv
 from threadmem_mongo import RoleThread, ThreadStore
 from threadmem_mongo._pages import DEFAULT_MAX_INLINE_MESSAGES
+
+if TYPE_CHECKING:
+    from bench.report import Page
 
 COLLECTION = "overflow"
 INLINE_COLLECTION = "overflow_inline"
@@ -299,8 +304,6 @@ def _paired(
 
 def targets(section: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
     """Each target as (what, target, measured, verdict), from what the section measured."""
-    from bench.report import reason, times
-
     if section is None or reason(section):
         return []
     sizes = section["sizes"]
@@ -367,19 +370,13 @@ def _verdict(passed: bool) -> str:
     return "pass" if passed else "**miss**"
 
 
-def render(
-    section: dict[str, Any] | None,
-    sections: dict[str, Any],
-    plot: Callable[[str, Any], str],
-    note_missing: Callable[[str, str], None],
-) -> list[str]:
-    """The Markdown lines of the section; what did not run goes to ``note_missing``."""
-    from bench.report import lat, reason, table, times
-
+def render(page: Page) -> list[str]:
+    """Section 9: the targets, the post cost curve, command counts, the original, a plot."""
+    section = page.sections.get("overflow")
     lines = ["## 9. Long threads: overflow pages", ""]
     why = reason(section)
     if why or section is None:
-        note_missing("Long threads (overflow pages)", why or "not run")
+        page.note_missing("Long threads (overflow pages)", why or "not run")
         return [*lines, f"{why}.", ""]
     sizes = section["sizes"]
     curve = section["curve"]
@@ -433,7 +430,7 @@ def render(
         ],
         rows,
     )
-    peer_series = _peer_series(sections.get("peers"))
+    peer_series = _peer_series(page.sections.get("peers"))
     if peer_series:
         lengths = sorted({x for _label, xs, _stats in peer_series for x in xs})
         lines += [
@@ -445,7 +442,7 @@ def render(
     commands = section.get("commands") or {}
     why = reason(commands)
     if why:
-        note_missing("Overflow command counts", why)
+        page.note_missing("Overflow command counts", why)
         lines += [f"Command counts: {why}.", ""]
     else:
         lines += [
@@ -479,7 +476,7 @@ def render(
     original = section.get("original") or {}
     why = reason(original)
     if why:
-        note_missing("Overflow section against the original threadmem", why)
+        page.note_missing("Overflow section against the original threadmem", why)
         lines += [f"Against the original threadmem 0.2.39: {why}.", ""]
     else:
         lines += [
@@ -508,7 +505,7 @@ def render(
                 ],
             ],
         )
-    lines.append(plot("bench-overflow.png", _plotter(curve, peer_series)))
+    lines.append(page.plot("bench-overflow.png", _plotter(curve, peer_series)))
     return lines
 
 
@@ -517,8 +514,6 @@ def _commands_cell(window: dict[str, Any]) -> str:
 
 
 def _peer_series(peers: dict[str, Any] | None) -> list[tuple[str, list[float], list[Any]]]:
-    from bench.report import reason
-
     if not peers or reason(peers):
         return []
     series = []
@@ -537,8 +532,6 @@ def _peer_series(peers: dict[str, Any] | None) -> list[tuple[str, list[float], l
 def _plotter(
     curve: dict[str, Any], peer_series: list[tuple[str, list[float], list[Any]]]
 ) -> Callable[[Any], Any]:
-    from bench import plots
-
     series = []
     for kind, label in (("paged", "threadmem-mongo, default limits"), ("inline", "overflow off")):
         rows = [row for row in curve["rows"] if row["kind"] == kind]
@@ -549,10 +542,12 @@ def _plotter(
     )
 
 
-def headline(section: dict[str, Any] | None) -> str:
-    """One line for the page's headline: the targets met and missed."""
-    from bench.report import reason
+def headline(page: Page) -> str:
+    """The headline's line: the targets met and missed."""
+    return f"- **Long threads (overflow pages)**: {_targets_met(page.sections.get('overflow'))}."
 
+
+def _targets_met(section: dict[str, Any] | None) -> str:
     why = reason(section)
     if why:
         return why

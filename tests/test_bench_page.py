@@ -1,6 +1,7 @@
 """The benchmark page and plots are readable: tables have headers, no line hides another.
 
-Pure tests of ``bench.report`` and ``bench.plots`` on made-up results; no server.
+Pure tests of the page's sections (``bench.report``, ``bench.intro``) and ``bench.plots``
+on made-up results; no server.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bench import plots, report
+from bench import intro, plots, report
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "benchmarks.md"
@@ -45,9 +46,7 @@ def header_rows(markdown: str) -> list[list[str]]:
 def test_machine_table_has_a_header(tmp_path: Path) -> None:
     page = report.Page({"meta": META, "plan": {}, "sections": {}}, tmp_path)
 
-    page.machine()
-
-    text = "\n".join(page.lines)
+    text = "\n".join(intro.machine(page))
     assert header_rows(text) == [["Item", "Value"]]
     assert "| CPU | AMD EPYC, 2 logical CPUs |" in text
 
