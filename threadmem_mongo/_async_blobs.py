@@ -22,7 +22,7 @@ from bson.errors import InvalidId
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from threadmem_mongo._driver import translated_errors
+from threadmem_mongo._async_collection import AsyncGuardedCollection
 from threadmem_mongo._images import join_data_uri
 from threadmem_mongo.errors import ImageNotFoundError
 
@@ -55,16 +55,13 @@ class AsyncBlobStore:
     """
 
     def __init__(self, database: AsyncDatabase[Document], bucket: str = DEFAULT_BUCKET) -> None:
-        self._files = database[f"{bucket}.files"]
-        self._chunks = database[f"{bucket}.chunks"]
+        self._files = AsyncGuardedCollection(database[f"{bucket}.files"])
+        self._chunks = AsyncGuardedCollection(database[f"{bucket}.chunks"])
 
     async def ensure_indexes(self) -> None:
         """Create the indexes GridFS readers expect. Idempotent."""
-        with translated_errors():
-            await self._files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
-            await self._chunks.create_index(
-                [("files_id", ASCENDING), ("n", ASCENDING)], unique=True
-            )
+        await self._files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
+        await self._chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
 
     async def put(self, prefix: str, data: bytes) -> str:
         """Store ``data`` (an image's bytes) and return its id.
@@ -84,20 +81,19 @@ class AsyncBlobStore:
             {"files_id": file_id, "n": n, "data": data[offset : offset + CHUNK_SIZE]}
             for n, offset in enumerate(range(0, max(len(data), 1), CHUNK_SIZE))
         ]
-        with translated_errors():
-            for chunk in chunks:
-                # One chunk per insert: a batch of chunks could exceed a message's size.
-                await self._chunks.insert_one(chunk)
-            await self._files.insert_one(
-                {
-                    "_id": file_id,
-                    "length": len(data),
-                    "chunkSize": CHUNK_SIZE,
-                    "uploadDate": datetime.datetime.now(datetime.timezone.utc),
-                    "filename": str(file_id),
-                    "metadata": {"prefix": prefix},
-                }
-            )
+        for chunk in chunks:
+            # One chunk per insert: a batch of chunks could exceed a message's size.
+            await self._chunks.insert_one(chunk)
+        await self._files.insert_one(
+            {
+                "_id": file_id,
+                "length": len(data),
+                "chunkSize": CHUNK_SIZE,
+                "uploadDate": datetime.datetime.now(datetime.timezone.utc),
+                "filename": str(file_id),
+                "metadata": {"prefix": prefix},
+            }
+        )
         return str(file_id)
 
     async def data_uri(self, blob_id: str) -> str:
@@ -129,12 +125,11 @@ class AsyncBlobStore:
             ImageNotFoundError: No such image, or its chunks are incomplete.
         """
         file_id = _object_id(blob_id)
-        with translated_errors():
-            meta = await self._files.find_one({"_id": file_id})
-            if meta is None:
-                raise ImageNotFoundError(blob_id)
-            cursor = self._chunks.find({"files_id": file_id}).sort("n", ASCENDING)
-            data = b"".join([bytes(chunk["data"]) async for chunk in cursor])
+        meta = await self._files.find_one({"_id": file_id})
+        if meta is None:
+            raise ImageNotFoundError(blob_id)
+        chunks = await self._chunks.find({"files_id": file_id}, sort=[("n", ASCENDING)])
+        data = b"".join([bytes(chunk["data"]) for chunk in chunks])
         if len(data) != meta["length"]:
             raise ImageNotFoundError(blob_id, "is incomplete")
         return str(meta["metadata"]["prefix"]), data
@@ -154,9 +149,8 @@ class AsyncBlobStore:
         ids = [_object_id(blob_id) for blob_id in blob_ids]
         if not ids:
             return
-        with translated_errors():
-            await self._files.delete_many({"_id": {"$in": ids}})
-            await self._chunks.delete_many({"files_id": {"$in": ids}})
+        await self._files.delete_many({"_id": {"$in": ids}})
+        await self._chunks.delete_many({"files_id": {"$in": ids}})
 
     async def mark_releasing(self, blob_ids: Iterable[str]) -> None:
         """Mark images as being released (see ``AsyncThreadStore.release_blobs``).
@@ -166,10 +160,7 @@ class AsyncBlobStore:
         """
         ids = [_object_id(blob_id) for blob_id in blob_ids]
         if ids:
-            with translated_errors():
-                await self._files.update_many(
-                    {"_id": {"$in": ids}}, {"$set": {RELEASING_FIELD: True}}
-                )
+            await self._files.update_many({"_id": {"$in": ids}}, {"$set": {RELEASING_FIELD: True}})
 
     async def unmark_releasing(self, blob_ids: Iterable[str]) -> None:
         """Clear the mark of images found still in use.
@@ -179,10 +170,7 @@ class AsyncBlobStore:
         """
         ids = [_object_id(blob_id) for blob_id in blob_ids]
         if ids:
-            with translated_errors():
-                await self._files.update_many(
-                    {"_id": {"$in": ids}}, {"$unset": {RELEASING_FIELD: ""}}
-                )
+            await self._files.update_many({"_id": {"$in": ids}}, {"$unset": {RELEASING_FIELD: ""}})
 
     async def all_present_and_unmarked(self, blob_ids: Iterable[str]) -> bool:
         """Return whether every image is stored and not marked as being released.
@@ -196,10 +184,9 @@ class AsyncBlobStore:
         ids = list({_object_id(blob_id) for blob_id in blob_ids})
         if not ids:
             return True
-        with translated_errors():
-            intact = await self._files.count_documents(
-                {"_id": {"$in": ids}, RELEASING_FIELD: {"$exists": False}}
-            )
+        intact = await self._files.count_documents(
+            {"_id": {"$in": ids}, RELEASING_FIELD: {"$exists": False}}
+        )
         return intact == len(ids)
 
     async def delete_orphan_chunks(self, cutoff: datetime.datetime) -> list[str]:
@@ -215,17 +202,16 @@ class AsyncBlobStore:
         Returns:
             The file ids whose chunks were deleted, as hex strings.
         """
-        with translated_errors():
-            chunked = await self._chunks.distinct(
-                "files_id", {"files_id": {"$lt": ObjectId.from_datetime(cutoff)}}
-            )
-            if not chunked:
-                return []
-            cursor = self._files.find({"_id": {"$in": chunked}}, {"_id": 1})
-            complete = {doc["_id"] async for doc in cursor}
-            orphans = [file_id for file_id in chunked if file_id not in complete]
-            if orphans:
-                await self._chunks.delete_many({"files_id": {"$in": orphans}})
+        chunked = await self._chunks.distinct(
+            "files_id", {"files_id": {"$lt": ObjectId.from_datetime(cutoff)}}
+        )
+        if not chunked:
+            return []
+        files = await self._files.find({"_id": {"$in": chunked}}, {"_id": 1})
+        complete = {doc["_id"] for doc in files}
+        orphans = [file_id for file_id in chunked if file_id not in complete]
+        if orphans:
+            await self._chunks.delete_many({"files_id": {"$in": orphans}})
         return [str(file_id) for file_id in orphans]
 
     async def ids_older_than(self, cutoff: datetime.datetime) -> list[str]:
@@ -237,6 +223,5 @@ class AsyncBlobStore:
         Returns:
             The file ids, as hex strings.
         """
-        with translated_errors():
-            cursor = self._files.find({"uploadDate": {"$lt": cutoff}}, {"_id": 1})
-            return [str(doc["_id"]) async for doc in cursor]
+        files = await self._files.find({"uploadDate": {"$lt": cutoff}}, {"_id": 1})
+        return [str(doc["_id"]) for doc in files]

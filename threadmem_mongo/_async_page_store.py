@@ -19,7 +19,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from threadmem_mongo import _pages
-from threadmem_mongo._driver import translated_errors
+from threadmem_mongo._async_collection import AsyncGuardedCollection
+from threadmem_mongo._driver import translated
 
 Document = dict[str, Any]
 
@@ -43,19 +44,18 @@ class AsyncPageStore:
         collection: The pages collection (``<threads collection>.pages``).
     """
 
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
+    def __init__(self, collection: AsyncGuardedCollection) -> None:
         self._collection = collection
 
     @property
     def collection(self) -> AsyncCollection[Document]:
         """The pages collection."""
-        return self._collection
+        return self._collection.raw
 
     async def ensure_indexes(self) -> None:
         """Create the pages collection's indexes. Idempotent."""
-        with translated_errors():
-            for name, keys, options in PAGE_INDEXES:
-                await self._collection.create_index(keys, name=name, **options)
+        for name, keys, options in PAGE_INDEXES:
+            await self._collection.create_index(keys, name=name, **options)
 
     async def write(self, page: Mapping[str, Any]) -> bool:
         """Write a page built from the thread at ``page["version"]``.
@@ -70,11 +70,10 @@ class AsyncPageStore:
             False when a page written from a newer view is there (nothing was written).
         """
         query = _pages.page_write_filter(page["thread_id"], page["n"], page["version"])
-        with translated_errors(page["thread_id"]):
-            try:
-                await self._collection.replace_one(query, dict(page), upsert=True)
-            except DuplicateKeyError:
-                return False
+        try:
+            await self._collection.replace_one(query, page, upsert=True, keep=(DuplicateKeyError,))
+        except DuplicateKeyError:
+            return False
         return True
 
     async def insert_new(self, pages: Sequence[Mapping[str, Any]]) -> bool:
@@ -87,26 +86,25 @@ class AsyncPageStore:
             False, having written nothing, when a page of that thread id exists already
                 (the thread does).
         """
-        if pages:
-            with translated_errors(pages[0]["thread_id"]):
-                try:
-                    await self._collection.insert_many([dict(page) for page in pages])
-                except (DuplicateKeyError, BulkWriteError) as exc:
-                    errors = exc.details.get("writeErrors", []) if exc.details else []
-                    if isinstance(exc, BulkWriteError) and not all(
-                        error.get("code") == DUPLICATE_KEY for error in errors
-                    ):
-                        raise
-                    return False
+        if not pages:
+            return True
+        try:
+            await self._collection.insert_many(pages, keep=(DuplicateKeyError, BulkWriteError))
+        except (DuplicateKeyError, BulkWriteError) as exc:
+            errors = exc.details.get("writeErrors", []) if exc.details else []
+            if isinstance(exc, BulkWriteError) and not all(
+                error.get("code") == DUPLICATE_KEY for error in errors
+            ):
+                raise translated(exc, pages[0]["thread_id"]) from exc
+            return False
         return True
 
     async def delete_uncommitted(self, thread_id: str, count: int) -> None:
         """Delete the first ``count`` pages of a creation that failed, if still as written
         (a move may have replaced one meanwhile; that one is not deleted)."""
-        with translated_errors(thread_id):
-            await self._collection.delete_many(
-                {"thread_id": thread_id, "n": {"$lt": count}, "version": _pages.CREATION_VERSION}
-            )
+        await self._collection.delete_many(
+            {"thread_id": thread_id, "n": {"$lt": count}, "version": _pages.CREATION_VERSION}
+        )
 
     async def committed(
         self,
@@ -133,22 +131,16 @@ class AsyncPageStore:
         if upto <= 0:
             return []
         query = _pages.committed_pages_filter(thread_id, upto)
-        with translated_errors(thread_id):
-            cursor = self._collection.find(query).sort(
-                "n", DESCENDING if newest_first else ASCENDING
-            )
-            if limit is not None:
-                cursor = cursor.limit(limit)
-            return [page async for page in cursor]
+        order = [("n", DESCENDING if newest_first else ASCENDING)]
+        return await self._collection.find(query, sort=order, limit=limit or 0)
 
     async def page_of(self, thread_id: str, page_count: int, message_id: str) -> Document | None:
         """Return the committed page holding ``message_id``, or None."""
         if page_count <= 0:
             return None
-        with translated_errors(thread_id):
-            return await self._collection.find_one(
-                _pages.page_of_message_filter(thread_id, page_count, message_id)
-            )
+        return await self._collection.find_one(
+            _pages.page_of_message_filter(thread_id, page_count, message_id)
+        )
 
     async def numbers_of(
         self, thread_id: str, page_count: int, message_ids: Sequence[str]
@@ -161,14 +153,12 @@ class AsyncPageStore:
             "messages.id": {"$in": list(message_ids)},
         }
         wanted = set(message_ids)
-        with translated_errors(thread_id):
-            cursor = self._collection.find(query, {"n": 1, "messages.id": 1})
-            return {
-                message["id"]: int(page["n"])
-                async for page in cursor
-                for message in page.get("messages") or []
-                if message["id"] in wanted
-            }
+        return {
+            message["id"]: int(page["n"])
+            for page in await self._collection.find(query, {"n": 1, "messages.id": 1})
+            for message in page.get("messages") or []
+            if message["id"] in wanted
+        }
 
     async def apply(self, thread_id: str, record: Mapping[str, Any]) -> None:
         """Apply a pending change to its page. Idempotent.
@@ -177,56 +167,48 @@ class AsyncPageStore:
             thread_id: The thread.
             record: From ``threadmem_mongo._pages.pending_record``.
         """
-        with translated_errors(thread_id):
-            for query, update in _pages.page_change_updates(thread_id, record):
-                await self._collection.update_one(query, update)
+        for query, update in _pages.page_change_updates(thread_id, record):
+            await self._collection.update_one(query, update)
 
     async def blob_ids(self, thread_id: str) -> list[str]:
         """Return the image blob ids the thread's pages (committed or not) reference."""
-        with translated_errors(thread_id):
-            cursor = self._collection.find({"thread_id": thread_id}, {"messages.blobs": 1})
-            return [
-                blob_id
-                async for page in cursor
-                for message in page.get("messages") or []
-                for blob_id in message.get("blobs") or []
-            ]
+        pages = await self._collection.find({"thread_id": thread_id}, {"messages.blobs": 1})
+        return [
+            blob_id
+            for page in pages
+            for message in page.get("messages") or []
+            for blob_id in message.get("blobs") or []
+        ]
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete every page of a thread (committed or not)."""
-        with translated_errors(thread_id):
-            await self._collection.delete_many({"thread_id": thread_id})
+        await self._collection.delete_many({"thread_id": thread_id})
 
     async def holds_blob(self, blob_id: str) -> bool:
         """Return whether a page references image ``blob_id``."""
-        with translated_errors():
-            return (
-                await self._collection.find_one({"messages.blobs": blob_id}, {"_id": 1}) is not None
-            )
+        return await self._collection.find_one({"messages.blobs": blob_id}, {"_id": 1}) is not None
 
     async def holds_message_ids(self, thread_id: str, message_ids: Iterable[str]) -> bool:
         """Return whether a page of another thread holds one of ``message_ids``."""
         ids = list(message_ids)
         if not ids:
             return False
-        with translated_errors(thread_id):
-            found = await self._collection.find_one(
-                {"thread_id": {"$ne": thread_id}, "messages.id": {"$in": ids}}, {"_id": 1}
-            )
+        found = await self._collection.find_one(
+            {"thread_id": {"$ne": thread_id}, "messages.id": {"$in": ids}}, {"_id": 1}
+        )
         return found is not None
 
     async def keep_until(self, thread_id: str, expires_at: datetime.datetime | None) -> None:
         """Make the thread's pages expire no earlier than ``expires_at`` (None: never)."""
-        with translated_errors(thread_id):
-            if expires_at is None:
-                await self._collection.update_many(
-                    {"thread_id": thread_id}, {"$set": {"expires_at": None}}
-                )
-            else:
-                await self._collection.update_many(
-                    {"thread_id": thread_id, "expires_at": {"$ne": None}},
-                    {"$max": {"expires_at": expires_at}},
-                )
+        if expires_at is None:
+            await self._collection.update_many(
+                {"thread_id": thread_id}, {"$set": {"expires_at": None}}
+            )
+        else:
+            await self._collection.update_many(
+                {"thread_id": thread_id, "expires_at": {"$ne": None}},
+                {"$max": {"expires_at": expires_at}},
+            )
 
     async def find_messages(
         self, element: Mapping[str, Any], pre: Mapping[str, Any]
@@ -242,20 +224,19 @@ class AsyncPageStore:
         if element:
             query["messages"] = {"$elemMatch": dict(element)}
         found: list[Document] = []
-        with translated_errors():
-            cursor = self._collection.find(query).sort([("created", 1), ("thread_id", 1), ("n", 1)])
-            async for page in cursor:
-                for index, message in enumerate(page.get("messages") or []):
-                    if all(message.get(key) == value for key, value in element.items()):
-                        found.append(
-                            {
-                                "thread_id": page["thread_id"],
-                                "created": page.get("created"),
-                                "n": page["n"],
-                                "index": index,
-                                "message": message,
-                            }
-                        )
+        order = [("created", 1), ("thread_id", 1), ("n", 1)]
+        for page in await self._collection.find(query, sort=order):
+            for index, message in enumerate(page.get("messages") or []):
+                if all(message.get(key) == value for key, value in element.items()):
+                    found.append(
+                        {
+                            "thread_id": page["thread_id"],
+                            "created": page.get("created"),
+                            "n": page["n"],
+                            "index": index,
+                            "message": message,
+                        }
+                    )
         return found
 
     async def delete_uncounted(
@@ -263,12 +244,10 @@ class AsyncPageStore:
     ) -> None:
         """Delete the thread's pages numbered ``page_count`` or more (no thread document
         counts them) that were written before ``cutoff``."""
-        with translated_errors(thread_id):
-            await self._collection.delete_many(
-                {"thread_id": thread_id, "n": {"$gte": page_count}, "written_at": {"$lt": cutoff}}
-            )
+        await self._collection.delete_many(
+            {"thread_id": thread_id, "n": {"$gte": page_count}, "written_at": {"$lt": cutoff}}
+        )
 
     async def thread_ids(self) -> list[str]:
         """Return the ids of every thread that has pages."""
-        with translated_errors():
-            return [str(value) for value in await self._collection.distinct("thread_id")]
+        return [str(value) for value in await self._collection.distinct("thread_id")]

@@ -21,12 +21,13 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from threadmem_mongo import _pages, _updates, _validation
 from threadmem_mongo._async_blobs import DEFAULT_BUCKET, AsyncBlobStore
 from threadmem_mongo._async_changes import follow
+from threadmem_mongo._async_collection import AsyncGuardedCollection
 from threadmem_mongo._async_page_store import AsyncPageStore
 from threadmem_mongo._capabilities import (
     enforces_unique_array_keys,
     has_index_of_array,
 )
-from threadmem_mongo._driver import translated_errors
+from threadmem_mongo._driver import translated
 from threadmem_mongo._images import (
     DEFAULT_BLOB_THRESHOLD,
     blob_id_of,
@@ -138,8 +139,10 @@ class AsyncThreadStore:
         if image_threshold < 0:
             raise InvalidInputError("image_threshold must not be negative")
         self._limits = _pages.checked_limits(max_inline_messages, max_inline_bytes)
-        self._collection = collection
-        self._pages = AsyncPageStore(collection.database[collection.name + _pages.PAGES_SUFFIX])
+        self._collection = AsyncGuardedCollection(collection)
+        self._pages = AsyncPageStore(
+            self._collection.sibling(collection.name + _pages.PAGES_SUFFIX)
+        )
         self._blobs = AsyncBlobStore(collection.database, bucket)
         self._image_threshold = image_threshold
         self._indexes_ready = False
@@ -151,7 +154,7 @@ class AsyncThreadStore:
     @property
     def collection(self) -> AsyncCollection[Document]:
         """The collection this store owns."""
-        return self._collection
+        return self._collection.raw
 
     @property
     def blobs(self) -> AsyncBlobStore:
@@ -189,12 +192,11 @@ class AsyncThreadStore:
         async with self._index_lock:
             if self._indexes_ready:
                 return
-            with translated_errors():
-                for name, keys in INDEXES:
-                    await self._collection.create_index(keys, name=name)
-                await self._ensure_message_id_index()
-                ttl_name, ttl_keys = TTL_INDEX
-                await self._collection.create_index(ttl_keys, name=ttl_name, expireAfterSeconds=0)
+            for name, keys in INDEXES:
+                await self._collection.create_index(keys, name=name)
+            await self._ensure_message_id_index()
+            ttl_name, ttl_keys = TTL_INDEX
+            await self._collection.create_index(ttl_keys, name=ttl_name, expireAfterSeconds=0)
             await self._pages.ensure_indexes()
             await self._blobs.ensure_indexes()
             self._indexes_ready = True
@@ -221,6 +223,7 @@ class AsyncThreadStore:
                 name=MESSAGE_ID_INDEX,
                 unique=True,
                 partialFilterExpression=MESSAGE_ID_PARTIAL,
+                keep=(OperationFailure,),
             )
             self._unique_ids = True
         except OperationFailure as exc:
@@ -232,7 +235,7 @@ class AsyncThreadStore:
                     "try again"
                 ) from exc
             if exc.code != CANNOT_CREATE_INDEX:
-                raise
+                raise translated(exc) from exc
             await self._collection.create_index(MESSAGE_ID_KEYS, name=LEGACY_MESSAGE_ID_INDEX)
             self._unique_ids = False
 
@@ -258,10 +261,9 @@ class AsyncThreadStore:
         _validation.check_id("thread_id", thread_id)
         await self.ensure_indexes()
         for _ in range(PAGED_READ_ATTEMPTS):
-            with translated_errors(thread_id):
-                doc = await self._collection.find_one(
-                    _updates.by_id(thread_id), _updates.window_projection(last)
-                )
+            doc = await self._collection.find_one(
+                _updates.by_id(thread_id), _updates.window_projection(last)
+            )
             if doc is None:
                 raise ThreadNotFoundError(thread_id)
             inline = list(doc.get("messages") or [])
@@ -332,12 +334,12 @@ class AsyncThreadStore:
                 unless ``newest_first``.
         """
         await self.ensure_indexes()
-        with translated_errors():
-            cursor = self._collection.find(dict(query), _updates.window_projection(last))
-            cursor = cursor.sort(_updates.creation_order(newest_first))
-            if limit is not None:
-                cursor = cursor.limit(limit)
-            return [doc async for doc in cursor]
+        return await self._collection.find(
+            query,
+            _updates.window_projection(last),
+            sort=_updates.creation_order(newest_first),
+            limit=limit or 0,
+        )
 
     async def history(self, thread_id: str, before: str | None, limit: int) -> list[Document]:
         """Return up to ``limit`` message subdocuments that come before message ``before``
@@ -396,14 +398,12 @@ class AsyncThreadStore:
     async def _inline_before(self, thread_id: str, before: str, limit: int) -> Document:
         """Return the inline messages before ``before`` (``index`` -1 if not inline) and
         what reading on into the pages needs."""
-        with translated_errors(thread_id):
-            if has_index_of_array(self._collection):
-                cursor = await self._collection.aggregate(
-                    _updates.history_pipeline(thread_id, before, limit)
-                )
-                found = [doc async for doc in cursor]
-            else:
-                found = await self._history_from_ids(thread_id, before, limit)
+        if has_index_of_array(self._collection):
+            found = await self._collection.aggregate(
+                _updates.history_pipeline(thread_id, before, limit)
+            )
+        else:
+            found = await self._history_from_ids(thread_id, before, limit)
         if not found:
             raise ThreadNotFoundError(thread_id)
         return found[0]
@@ -440,9 +440,7 @@ class AsyncThreadStore:
             One document per matching message, in the pipeline's order.
         """
         await self.ensure_indexes()
-        with translated_errors():
-            cursor = await self._collection.aggregate([dict(stage) for stage in pipeline])
-            return [doc async for doc in cursor]
+        return await self._collection.aggregate(pipeline)
 
     # -- writes ------------------------------------------------------------------------
 
@@ -476,15 +474,14 @@ class AsyncThreadStore:
         if pages and not await self._pages.insert_new(pages):
             raise InvalidInputError(f"a thread with id {doc['_id']!r} exists already")
         try:
-            with translated_errors(doc["_id"]):
-                try:
-                    await self._collection.insert_one(dict(doc))
-                except DuplicateKeyError as exc:
-                    if await self._collection.find_one(_updates.by_id(doc["_id"]), {"_id": 1}):
-                        raise InvalidInputError(
-                            f"a thread with id {doc['_id']!r} exists already"
-                        ) from exc
-                    raise _message_id_taken(doc["_id"], message_ids) from exc
+            try:
+                await self._collection.insert_one(doc, keep=(DuplicateKeyError,))
+            except DuplicateKeyError as exc:
+                if await self._collection.find_one(_updates.by_id(doc["_id"]), {"_id": 1}):
+                    raise InvalidInputError(
+                        f"a thread with id {doc['_id']!r} exists already"
+                    ) from exc
+                raise _message_id_taken(doc["_id"], message_ids) from exc
         except BaseException:
             if pages:
                 with contextlib.suppress(ThreadMemError):
@@ -501,10 +498,9 @@ class AsyncThreadStore:
         if not message_ids:
             return
         if not self._unique_ids:
-            with translated_errors(thread_id):
-                holder = await self._collection.find_one(
-                    _updates.message_ids_elsewhere(thread_id, message_ids), {"_id": 1}
-                )
+            holder = await self._collection.find_one(
+                _updates.message_ids_elsewhere(thread_id, message_ids), {"_id": 1}
+            )
             if holder is not None:
                 raise _message_id_taken(thread_id, message_ids)
         if in_pages and await self._pages.holds_message_ids(thread_id, message_ids):
@@ -552,10 +548,9 @@ class AsyncThreadStore:
         if size > DOCUMENT_BUDGET_BYTES:
             raise ThreadTooLargeError(thread_id, size, DOCUMENT_BUDGET_BYTES)
         if known_size + size > DOCUMENT_BUDGET_BYTES:
-            with translated_errors(thread_id):
-                status = await self._collection.find_one(
-                    _updates.by_id(thread_id), _updates.STATUS_PROJECTION
-                )
+            status = await self._collection.find_one(
+                _updates.by_id(thread_id), _updates.STATUS_PROJECTION
+            )
             if status is None:
                 raise ThreadNotFoundError(thread_id)
             current = int(status.get("size_bytes", 0))
@@ -568,11 +563,9 @@ class AsyncThreadStore:
         for _ in range(APPEND_ATTEMPTS):
             if appended:
                 return True, in_sequence
-            with translated_errors(thread_id):
-                status = await self._collection.find_one(
-                    _updates.by_id(thread_id),
-                    _updates.append_status_projection(message_doc["id"]),
-                )
+            status = await self._collection.find_one(
+                _updates.by_id(thread_id), _updates.append_status_projection(message_doc["id"])
+            )
             if status is None:
                 raise ThreadNotFoundError(thread_id)
             if status.get("messages"):
@@ -582,8 +575,7 @@ class AsyncThreadStore:
                 raise ThreadTooLargeError(thread_id, current + size, DOCUMENT_BUDGET_BYTES)
             # It fits and is not there: the thread changed between the filter and this
             # read (deleted and made again under the same id, or emptied): send it again.
-            with translated_errors(thread_id):
-                result = await self._collection.update_one(*built)
+            result = await self._collection.update_one(*built)
             appended, in_sequence = bool(result.matched_count), False
         raise StoreUnavailableError(
             f"thread {thread_id!r} kept changing under an append; try again"
@@ -607,17 +599,17 @@ class AsyncThreadStore:
             ``(matched, in_sequence)``.
         """
         query, update = built
-        with translated_errors(thread_id):
-            try:
-                pinned = await self._collection.update_one(
-                    _updates.pinned(query, known_version), dict(update)
-                )
-                if pinned.matched_count:
-                    return True, True
-                result = await self._collection.update_one(dict(query), dict(update))
-            except DuplicateKeyError as exc:
-                # Only an append adds a key to a unique index: its message id is taken.
-                raise _message_id_taken(thread_id, _updates.pushed_message_ids(update)) from exc
+        keep = (DuplicateKeyError,)
+        try:
+            pinned = await self._collection.update_one(
+                _updates.pinned(query, known_version), dict(update), keep=keep
+            )
+            if pinned.matched_count:
+                return True, True
+            result = await self._collection.update_one(query, dict(update), keep=keep)
+        except DuplicateKeyError as exc:
+            # Only an append adds a key to a unique index: its message id is taken.
+            raise _message_id_taken(thread_id, _updates.pushed_message_ids(update)) from exc
         return bool(result.matched_count), False
 
     async def update_at_version(
@@ -653,17 +645,18 @@ class AsyncThreadStore:
         query, update = built
         pushed = _updates.pushed_message_ids(update)
         await self._check_ids_elsewhere(thread_id, pushed)
-        with translated_errors(thread_id):
-            try:
-                result = await self._collection.update_one(dict(query), dict(update))
-            except DuplicateKeyError as exc:
-                # Only an append adds a key to a unique index: its message id is taken.
-                raise _message_id_taken(thread_id, pushed) from exc
-            if result.matched_count == 1:
-                return version + 1
-            status = await self._collection.find_one(
-                _updates.by_id(thread_id), _updates.STATUS_PROJECTION
+        try:
+            result = await self._collection.update_one(
+                query, dict(update), keep=(DuplicateKeyError,)
             )
+        except DuplicateKeyError as exc:
+            # Only an append adds a key to a unique index: its message id is taken.
+            raise _message_id_taken(thread_id, pushed) from exc
+        if result.matched_count == 1:
+            return version + 1
+        status = await self._collection.find_one(
+            _updates.by_id(thread_id), _updates.STATUS_PROJECTION
+        )
         if status is None:
             raise ThreadNotFoundError(thread_id)
         actual = int(status["version"])
@@ -740,10 +733,7 @@ class AsyncThreadStore:
             query = _updates.at_version(
                 thread_id, _validation.check_count("version", version, minimum=0)
             )
-        with translated_errors(thread_id):
-            doc = await self._collection.find_one_and_delete(
-                query, projection=_updates.BLOBS_PROJECTION
-            )
+        doc = await self._collection.find_one_and_delete(query, _updates.BLOBS_PROJECTION)
         if doc is None:
             return False
         with contextlib.suppress(ThreadMemError):
@@ -767,10 +757,9 @@ class AsyncThreadStore:
             The message subdocument as stored, or None if the thread or the message does
                 not exist.
         """
-        with translated_errors(thread_id):
-            doc = await self._collection.find_one(
-                _updates.by_id(thread_id), _updates.one_message_projection(message_id)
-            )
+        doc = await self._collection.find_one(
+            _updates.by_id(thread_id), _updates.one_message_projection(message_id)
+        )
         messages = (doc or {}).get("messages") or []
         if messages or doc is None or not doc.get(_pages.PAGE_COUNT):
             return messages[0] if messages else None
@@ -783,15 +772,14 @@ class AsyncThreadStore:
 
         Low-level: ``AsyncRoleThread`` uses it to choose how to edit a message.
         """
-        with translated_errors(thread_id):
-            doc = await self._collection.find_one(
-                _updates.by_id(thread_id),
-                {
-                    **_updates.one_message_projection(message_id),
-                    _pages.PAGE_COUNT: 1,
-                    _pages.PENDING: 1,
-                },
-            )
+        doc = await self._collection.find_one(
+            _updates.by_id(thread_id),
+            {
+                **_updates.one_message_projection(message_id),
+                _pages.PAGE_COUNT: 1,
+                _pages.PENDING: 1,
+            },
+        )
         if doc is None:
             return None
         messages = doc.get("messages") or []
@@ -840,11 +828,9 @@ class AsyncThreadStore:
             ThreadNotFoundError: No such thread.
             MessageNotFoundError: ``message_id`` is not in the thread.
         """
-        with translated_errors(thread_id):
-            cursor = await self._collection.aggregate(
-                _updates.messages_after_pipeline(thread_id, message_id)
-            )
-            found = [doc async for doc in cursor]
+        found = await self._collection.aggregate(
+            _updates.messages_after_pipeline(thread_id, message_id)
+        )
         if not found:
             raise ThreadNotFoundError(thread_id)
         if found[0]["index"] >= 0:
@@ -874,11 +860,9 @@ class AsyncThreadStore:
         """
         if not has_index_of_array(self._collection):
             return None
-        with translated_errors(thread_id):
-            cursor = await self._collection.aggregate(
-                _updates.messages_after_pipeline(thread_id, message_id)
-            )
-            found = [doc async for doc in cursor]
+        found = await self._collection.aggregate(
+            _updates.messages_after_pipeline(thread_id, message_id)
+        )
         return found[0] if found else None
 
     # -- overflow pages -----------------------------------------------------------------
@@ -907,10 +891,9 @@ class AsyncThreadStore:
         await self.ensure_indexes()
         size = self._limits.page_size()
         for _ in range(MOVE_ATTEMPTS):
-            with translated_errors(thread_id):
-                head = await self._collection.find_one(
-                    _updates.by_id(thread_id), _pages.head_projection(size)
-                )
+            head = await self._collection.find_one(
+                _updates.by_id(thread_id), _pages.head_projection(size)
+            )
             if head is None:
                 return None
             inline = int(head.get("message_count", 0)) - int(head.get(_pages.PAGED_COUNT, 0))
@@ -935,8 +918,7 @@ class AsyncThreadStore:
             query, update = _updates.move_to_page(
                 thread_id, version, [message["id"] for message in moving], moved, time.time()
             )
-            with translated_errors(thread_id):
-                result = await self._collection.update_one(query, update)
+            result = await self._collection.update_one(query, update)
             if result.matched_count:
                 left = inline - len(moving)
                 still_over = self._limits.needs_move(left, int(head.get("size_bytes", 0)) - moved)
@@ -971,9 +953,7 @@ class AsyncThreadStore:
             if thread_id is None
             else _updates.by_id(_validation.check_id("thread_id", thread_id))
         )
-        with translated_errors(thread_id):
-            cursor = self._collection.find(query, {_pages.PENDING: 1})
-            found = [doc async for doc in cursor]
+        found = await self._collection.find(query, {_pages.PENDING: 1})
         if thread_id is not None and not found:
             raise ThreadNotFoundError(thread_id)
         totals = {"threads": len(found), "moves": 0, "pending": 0}
@@ -1008,10 +988,7 @@ class AsyncThreadStore:
         removed = 0
         for record in sorted(records, key=lambda record: int(record["v"])):
             await self._pages.apply(thread_id, record)
-            with translated_errors(thread_id):
-                result = await self._collection.update_one(
-                    *_updates.pending_applied(thread_id, record)
-                )
+            result = await self._collection.update_one(*_updates.pending_applied(thread_id, record))
             if result.matched_count:
                 removed += _pages.record_size(record)
         return removed
@@ -1048,13 +1025,11 @@ class AsyncThreadStore:
         query: Document = {f"{_pages.PENDING}.0": {"$exists": True}}
         if "thread_id" in pre:
             query["_id"] = pre["thread_id"]
-        with translated_errors():
-            cursor = self._collection.find(query, {_pages.PENDING: 1})
-            touched = {
-                (doc["_id"], int(record["page"]))
-                async for doc in cursor
-                for record in doc.get(_pages.PENDING) or []
-            }
+        touched = {
+            (doc["_id"], int(record["page"]))
+            for doc in await self._collection.find(query, {_pages.PENDING: 1})
+            for record in doc.get(_pages.PENDING) or []
+        }
         if not touched:
             return paged
         kept = [hit for hit in paged if (hit["thread_id"], hit["n"]) not in touched]
@@ -1068,12 +1043,10 @@ class AsyncThreadStore:
         thread_ids = list(
             dict.fromkeys([hit["thread_id"] for hit in paged] + [hit["_id"] for hit in inline])
         )
-        with translated_errors():
-            cursor = self._collection.find(
-                {"_id": {"$in": thread_ids}},
-                {"created": 1, _pages.PAGE_COUNT: 1, _pages.PENDING: 1},
-            )
-            threads = {doc["_id"]: doc async for doc in cursor}
+        found = await self._collection.find(
+            {"_id": {"$in": thread_ids}}, {"created": 1, _pages.PAGE_COUNT: 1, _pages.PENDING: 1}
+        )
+        threads = {doc["_id"]: doc for doc in found}
         # (thread created, thread id, page number, position, message); inline messages
         # come after every page of their thread.
         merged: list[tuple[float, str, int, int, Document]] = []
@@ -1132,7 +1105,7 @@ class AsyncThreadStore:
                 resumed (for example, the resume token has left the oplog).
         """
         stream = follow(
-            self._collection,
+            self._collection.raw,
             pipeline,
             resume_after=resume_after,
             full_document=full_document,
@@ -1239,8 +1212,7 @@ class AsyncThreadStore:
         released: list[str] = []
         held: list[str] = []
         for blob_id in candidates:
-            with translated_errors():
-                holder = await self._collection.find_one(_updates.blob_holder(blob_id), {"_id": 1})
+            holder = await self._collection.find_one(_updates.blob_holder(blob_id), {"_id": 1})
             if holder is None and await self._pages.holds_blob(blob_id):
                 holder = {"page": blob_id}
             (held if holder is not None else released).append(blob_id)
@@ -1291,9 +1263,6 @@ class AsyncThreadStore:
         """Delete pages written before ``cutoff`` that no thread counts: those of
         deleted or expired threads, of moves and creations that did not finish."""
         for thread_id in await self._pages.thread_ids():
-            with translated_errors(thread_id):
-                doc = await self._collection.find_one(
-                    _updates.by_id(thread_id), {_pages.PAGE_COUNT: 1}
-                )
+            doc = await self._collection.find_one(_updates.by_id(thread_id), {_pages.PAGE_COUNT: 1})
             page_count = 0 if doc is None else int(doc.get(_pages.PAGE_COUNT, 0))
             await self._pages.delete_uncounted(thread_id, page_count, cutoff)

@@ -24,6 +24,7 @@ from pymongo.errors import PyMongoError
 
 from threadmem_mongo import _config, _embedded
 from threadmem_mongo._assistants import read_export_file
+from threadmem_mongo._capabilities import is_mongomock
 from threadmem_mongo._demo import run_demo
 from threadmem_mongo._driver import translated
 from threadmem_mongo._store import ThreadStore
@@ -225,9 +226,9 @@ def _start_embedded_store_if_stopped() -> None:
 
 def _wait_for_server(store: ThreadStore) -> None:
     """Return once the server answers; say so on stderr if it takes a while."""
-    client = store.collection.database.client
-    if not isinstance(client, pymongo.MongoClient):  # mongomock: nothing to wait for
+    if is_mongomock(store.collection):  # in memory: nothing to wait for
         return
+    client = store.collection.database.client
     patience = client.options.server_selection_timeout
     quiet = min(QUIET_WAIT, patience)
     try:

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from pymongo import AsyncMongoClient, MongoClient
+from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.uri_parser import parse_uri
 
 from threadmem_mongo import _embedded, _pages
@@ -332,7 +333,7 @@ def _env_uri() -> str | None:
 def _parsed_uri(uri: str) -> dict[str, Any]:
     try:
         return dict(parse_uri(uri))
-    except Exception as exc:  # pymongo raises InvalidURI, ValueError or ConfigurationError
+    except (ValueError, PyMongoConfigurationError) as exc:  # InvalidURI is the latter
         raise ConfigurationError(f"invalid MongoDB URI: {exc}") from exc
 
 

@@ -31,11 +31,20 @@ _NOT_ALLOWED_CODES = frozenset({13, 18})
 
 
 @contextmanager
-def translated_errors(thread_id: str | None = None) -> Iterator[None]:
-    """Run the block, raising driver errors as ``ThreadMemError`` subclasses."""
+def translated_errors(
+    thread_id: str | None = None, *, keep: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """Run the block, raising driver errors as ``ThreadMemError`` subclasses.
+
+    Args:
+        thread_id: The thread the block is about, named by the errors it raises.
+        keep: Driver errors the caller decides on itself: they are raised as they are.
+    """
     try:
         yield
     except ThreadMemError:
+        raise
+    except keep:
         raise
     except (mongo_errors.PyMongoError, mongo_errors.DocumentTooLarge) as exc:
         raise translated(exc, thread_id) from exc

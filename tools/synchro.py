@@ -25,6 +25,8 @@ How the text is rewritten:
   becomes ``store``, ...); ``threadmem_mongo.aio`` becomes ``threadmem_mongo``,
   ``pytest_asyncio.fixture`` becomes ``pytest.fixture``, and a line that only marks
   tests ``pytest.mark.asyncio`` (``pytestmark = ...`` or a decorator) is dropped.
+  Parentheses that held only an awaited expression go with the ``await``:
+  ``(await thread.messages())[0]`` becomes ``thread.messages()[0]``.
 - Each generated module records a digest of its own text. A sync module whose text no
   longer matches its digest was edited by hand, and is not overwritten (``--force``
   overrides): the edit belongs in the async source.
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import keyword
 import re
 import subprocess
 import sys
@@ -59,6 +62,7 @@ MODULES = {
     "_async_thread_watch.py": "_thread_watch.py",
     "_async_thread_edits.py": "_thread_edits.py",
     "_async_thread_lookup.py": "_thread_lookup.py",
+    "_async_collection.py": "_collection.py",
 }
 
 #: async test source -> generated sync test module, both in ``tests/``
@@ -73,6 +77,7 @@ NAMES = {
     "AsyncThreadWatch": "ThreadWatch",
     "AsyncThreadEdits": "ThreadEdits",
     "AsyncThreadLookup": "ThreadLookup",
+    "AsyncGuardedCollection": "GuardedCollection",
     "AsyncMongoClient": "MongoClient",
     "AsyncThreadStore": "ThreadStore",
     "AsyncCollection": "Collection",
@@ -96,6 +101,7 @@ NAMES = {
     "_async_thread_watch": "_thread_watch",
     "_async_thread_edits": "_thread_edits",
     "_async_thread_lookup": "_thread_lookup",
+    "_async_collection": "_collection",
 }
 
 #: Further names in test modules: conftest's async fixtures and their sync twins.
@@ -263,6 +269,30 @@ def _token_edits(text: str, names: dict[str, str], *, tests: bool) -> list[Edit]
                     return position
         raise SyntaxError("unbalanced brackets")
 
+    def awaits_alone_in_parentheses(index: int) -> bool:
+        """Whether the ``await`` at ``index`` is all that grouping parentheses hold, with
+        one primary expression (a name or literal, then attributes, calls, subscripts)."""
+        if index < 2 or not is_op(index - 1, "("):
+            return False
+        before = tokens[index - 2]
+        if before.type in (tokenize.NAME, tokenize.STRING) and not keyword.iskeyword(before.string):
+            return False  # a call's parentheses
+        if before.type == tokenize.OP and before.string in ")]}":
+            return False  # a call's parentheses
+        last = closing(index - 1)
+        position = index + 1
+        while position < last:
+            token = tokens[position]
+            if token.type == tokenize.OP and token.string in "([{":
+                position = closing(position) + 1
+                continue
+            plain_name = token.type == tokenize.NAME and not keyword.iskeyword(token.string)
+            literal = token.type in (tokenize.STRING, tokenize.NUMBER)
+            if not (plain_name or literal or is_op(position, ".")):
+                return False
+            position += 1
+        return True
+
     edits: list[Edit] = []
     statement_start = True
     for index, token in enumerate(tokens):
@@ -271,6 +301,11 @@ def _token_edits(text: str, names: dict[str, str], *, tests: bool) -> list[Edit]
             following = tokens[index + 1].string if index + 1 < len(tokens) else ""
             if (value == "async" and following in ("def", "with", "for")) or value == "await":
                 edits.append((start(index), start(index + 1), ""))
+                if tests and value == "await" and awaits_alone_in_parentheses(index):
+                    # ``(await thread.messages())[0]`` reads ``thread.messages()[0]``.
+                    edits.append((start(index - 1), end(index - 1), ""))
+                    last = closing(index - 1)
+                    edits.append((start(last), end(last), ""))
             elif value == "asynchronous" and index >= 2 and tokens[index - 2].string == "pymongo":
                 edits.append((start(index), start(index + 2), ""))
             elif value == "asyncio" and is_op(index + 1, ".") and following == ".":
