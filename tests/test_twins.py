@@ -392,7 +392,10 @@ def test_translate_tests_turns_async_tests_and_fixtures_into_sync_ones(
         "    return await AsyncRoleThread.create(store=async_store)\n\n\n"
         "@pytest.mark.asyncio(loop_scope='function')\n"
         "async def test_post(seeded: AsyncRoleThread, async_raw: object) -> None:\n"
-        "    await seeded.post('user', 'AsyncRoleThread')\n\n\n"
+        "    await seeded.post('user', 'AsyncRoleThread')\n"
+        "    first = (await seeded.messages())[0]\n"
+        "    assert first.text == str(await seeded.refresh())\n"
+        "    assert (await seeded.refresh(), 1) == (None, 1)\n\n\n"
         "# synchro: begin async-only\n"
         "async def test_gather(seeded: AsyncRoleThread) -> None:\n"
         "    await asyncio.gather(seeded.refresh(), seeded.refresh())\n\n\n"
@@ -408,6 +411,10 @@ def test_translate_tests_turns_async_tests_and_fixtures_into_sync_ones(
     assert "    return RoleThread.create(store=store)\n" in text
     assert "def test_post(seeded: RoleThread, raw: object) -> None:\n" in text
     assert 'seeded.post("user", "RoleThread")' in text  # a data string keeps only names apart
+    # Parentheses that held only an awaited expression go; a call's or a tuple's stay.
+    assert "    first = seeded.messages()[0]\n" in text
+    assert "    assert first.text == str(seeded.refresh())\n" in text
+    assert "    assert (seeded.refresh(), 1) == (None, 1)\n" in text
     for gone in ("async", "await", "asyncio", "aio", "pytestmark", "gather", "Async"):
         assert gone not in code, gone
 
