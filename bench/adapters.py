@@ -14,19 +14,17 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench import peers as peer_stores
 from bench import venvs
 from bench.markdown import lat, reason, table, times
 from bench.measure import summary
+from bench.page import Page, measured
 from bench.plan import TEXT, Plan
 from bench.targets import DATABASE
 from bench.venvs import LineDriver, NotRunError
 from threadmem_mongo._pages import DEFAULT_MAX_INLINE_MESSAGES
-
-if TYPE_CHECKING:
-    from bench.report import Page
 
 DRIVER = "bench.drivers.adapter_peers"
 #: Sessions at or above this length get :attr:`Sizes.long_reps` repetitions.
@@ -290,20 +288,15 @@ def adapters(uri: str, plan: Plan, run_venvs: bool) -> dict[str, Any]:
 # -- the page -------------------------------------------------------------------------------
 
 
-def render(page: Page) -> list[str]:
+@measured("## 8. Agent-framework adapters", "adapters", "Agent-framework adapters")
+def render(page: Page, section: dict[str, Any]) -> list[str]:
     """Section 8: a summary of ours ÷ peer, then a table per framework."""
-    section = page.sections.get("adapters")
     meta = page.meta
-    lines = ["## 8. Agent-framework adapters", ""]
-    why = reason(section)
-    if why or section is None:
-        page.note_missing("Agent-framework adapters", why or "not run")
-        return [*lines, f"{why}.", ""]
     sizes = section["sizes"]
     server = f"{meta['server_kind']}, reporting version {meta['server']}"
     if "SecantusDB" in meta["server_kind"]:
         server += f" (SecantusDB package {meta['secantusdb']})"
-    lines += [
+    lines = [
         "Each framework's own interface, with threadmem-mongo's adapter behind it and "
         "with the MongoDB backend it replaces, on the same server: "
         f"**{server}**. Each store runs in a driver process of its own "
@@ -356,10 +349,9 @@ def render(page: Page) -> list[str]:
     for framework in FRAMEWORKS:
         result = frameworks.get(framework.key)
         lines += [f"**{framework.title}**: ours {framework.ours}; peer {framework.peer}.", ""]
-        why = reason(result)
-        if why or result is None:
-            lines += [f"{why}.", ""]
-            page.note_missing(f"Adapters: {framework.title} peer", why or "not run")
+        missing = page.not_measured(result, f"Adapters: {framework.title} peer")
+        if missing or result is None:
+            lines += missing
             continue
         versions = result.get("versions", {})
         peer_version = versions.get("peer", {}).get("version", "?")

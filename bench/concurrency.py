@@ -12,19 +12,17 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pymongo import MongoClient
 
 from bench import plots
 from bench.markdown import DASH, plain, reason, table
 from bench.measure import CommandLog, summary
+from bench.page import Page, measured
 from bench.plan import TEXT, Plan
 from bench.targets import DATABASE
 from threadmem_mongo import RoleThread, ThreadStore, VersionConflictError
-
-if TYPE_CHECKING:
-    from bench.report import Page
 
 COLLECTION = "concurrency"
 RESULT_TIMEOUT = 300.0
@@ -233,8 +231,8 @@ def concurrency(uri: str, plan: Plan) -> dict[str, Any]:
 
 def headline(page: Page) -> str | None:
     """The headline's line: messages lost over every cell, or None if it did not run."""
-    section = page.sections.get("concurrency") or {}
-    if reason(section):
+    section = page.sections.get("concurrency")
+    if section is None or reason(section):
         return None
     posts = sum(r["posts"] for r in section["rows"])
     lost = sum(r["lost"] + r["missing"] for r in section["rows"])
@@ -245,16 +243,12 @@ def headline(page: Page) -> str | None:
     )
 
 
-def render(page: Page) -> list[str]:
+@measured("## 6. Concurrency", "concurrency", "Concurrency")
+def render(page: Page, section: dict[str, Any]) -> list[str]:
     """Section 6: a row per cell (writers as, target, writers), errors, and the plot."""
-    lines = ["## 6. Concurrency", ""]
-    section = page.sections.get("concurrency") or {}
-    why = reason(section)
-    if why:
-        page.note_missing("Concurrency", why)
-        return [*lines, f"{why}.", ""]
-    lines += [
-        f"1{DASH}{max(page.plan['writers'])} writers, as threads of one process (sharing one "
+    most = max(page.plan["writers"])
+    lines = [
+        f"1{DASH}{most} writers, as threads of one process (sharing one "
         f"`MongoClient`) and as processes (`{section['start_method']}`), each posting "
         f"{section['posts_per_writer']} messages either to one shared thread or to a thread "
         f"of its own, on the wire server; {section['reps']} repetition(s) per cell. Each "

@@ -11,7 +11,7 @@ from bench import concurrency, original, ours, overflow, peers
 from bench.markdown import table
 
 if TYPE_CHECKING:
-    from bench.report import Page
+    from bench.page import Page
 
 
 def header(page: Page) -> list[str]:

@@ -6,19 +6,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bson
 
 from bench import plots
-from bench.markdown import plain, reason, table
+from bench.markdown import plain, table
 from bench.measure import summary
+from bench.page import Page, measured
 from bench.plan import Plan, prefill_messages
 from bench.targets import DATABASE, Target, has_last
 from threadmem_mongo import RoleThread
-
-if TYPE_CHECKING:
-    from bench.report import Page
 
 COLLECTION = "memory"
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,15 +93,10 @@ def memory(uri: str, target: Target, plan: Plan) -> dict[str, Any]:
 # -- the page -------------------------------------------------------------------------------
 
 
-def render(page: Page) -> list[str]:
+@measured("## 7. Memory", "memory", "Memory")
+def render(page: Page, section: dict[str, Any]) -> list[str]:
     """Section 7: peak RSS per way of loading the thread, and its bar plot."""
-    lines = ["## 7. Memory", ""]
-    section = page.sections.get("memory") or {}
-    why = reason(section)
-    if why:
-        page.note_missing("Memory", why)
-        return [*lines, f"{why}.", ""]
-    lines += [
+    lines = [
         f"Peak resident set size of a fresh Python process that connects to the wire "
         f"server and loads one thread of {section['length']:,} messages "
         f"({section['document_bytes']:,} bytes of BSON). *Over baseline* is the peak "

@@ -7,15 +7,13 @@ figure is taken after the store's first use, which also sends its ``createIndexe
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bench.markdown import reason, table
+from bench.markdown import table
+from bench.page import Page, measured
 from bench.plan import TEXT, Plan, prefill_messages
 from bench.targets import Floor, Target, has_last, stored_message
 from threadmem_mongo import RoleThread
-
-if TYPE_CHECKING:
-    from bench.report import Page
 
 COLLECTION = "ops"
 
@@ -139,15 +137,10 @@ def _after_other_writer(store: Any, thread: RoleThread) -> Any:
 # -- the page -------------------------------------------------------------------------------
 
 
-def render(page: Page) -> list[str]:
+@measured("## 5. Round trips and bytes per operation", "ops", "Round trips and bytes")
+def render(page: Page, section: dict[str, Any]) -> list[str]:
     """Section 5: a row per operation with its commands and bytes."""
-    lines = ["## 5. Round trips and bytes per operation", ""]
-    section = page.sections.get("ops") or {}
-    why = reason(section)
-    if why:
-        page.note_missing("Round trips and bytes", why)
-        return [*lines, f"{why}.", ""]
-    lines += [
+    lines = [
         f"On the wire server, a thread of {section['length']:,} messages, after the "
         "store's first use (which also sends one `createIndexes` per index). "
         "Deterministic: the same code sends the same commands on any machine.",

@@ -13,18 +13,16 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench import ours
 from bench.markdown import Stats, lat, quotient, reason, rows_by_length, seconds, table, times
 from bench.measure import summary
+from bench.page import Page, measured
 from bench.plan import TEXT, Plan, prefill_messages
 from bench.targets import Target, post
 from bench.venvs import LineDriver, ensure_venv
 from threadmem_mongo import RoleThread
-
-if TYPE_CHECKING:
-    from bench.report import Page
 
 REQUIREMENT = "threadmem==0.2.39"
 VENV = "venv-threadmem"
@@ -149,15 +147,10 @@ def _versus(page: Page) -> str:
     return text
 
 
-def render(page: Page) -> list[str]:
+@measured("## 2. The original threadmem 0.2.39 (SQLite)", "original", "Original threadmem 0.2.39")
+def render(page: Page, section: dict[str, Any]) -> list[str]:
     """Section 2: the original's workloads beside ours on the wire and on mongomock."""
-    lines = ["## 2. The original threadmem 0.2.39 (SQLite)", ""]
-    section = page.sections.get("original") or {}
-    why = reason(section)
-    if why:
-        page.note_missing("Original threadmem 0.2.39", why)
-        return [*lines, f"{why}.", ""]
-    lines += [
+    lines = [
         "The original stores a thread as SQLAlchemy rows in its default SQLite file "
         "(pointed at a temporary directory through `AGENTSEA_HOME`/`AGENTSEA_DB_DIR`). "
         "Its `post` appends to the in-memory list and saves the whole thread "
@@ -202,21 +195,17 @@ def render(page: Page) -> list[str]:
             mock.get(length, {}).get("post"),
             row["ratio"],
         )
-    by_length = rows_by_length(section)
-    for length, row in sorted(by_length.items()):
-        add(
-            f"find by id at {length:,} messages (`find(id=)` / `get`)",
-            row["find"],
-            wire.get(length, {}).get("get"),
-            mock.get(length, {}).get("get"),
-        )
-    for length, row in sorted(by_length.items()):
-        add(
-            f"`to_openai()` of {length:,} messages",
-            row["to_openai"],
-            wire.get(length, {}).get("to_openai"),
-            mock.get(length, {}).get("to_openai"),
-        )
+    for label, theirs, mine in (
+        ("find by id at {:,} messages (`find(id=)` / `get`)", "find", "get"),
+        ("`to_openai()` of {:,} messages", "to_openai", "to_openai"),
+    ):
+        for length, row in sorted(rows_by_length(section).items()):
+            add(
+                label.format(length),
+                row[theirs],
+                wire.get(length, {}).get(mine),
+                mock.get(length, {}).get(mine),
+            )
     lines += table(
         [
             "Workload",

@@ -25,7 +25,7 @@ from bench.targets import (
 from threadmem_mongo import RoleThread
 
 if TYPE_CHECKING:
-    from bench.report import Page
+    from bench.page import Page
 
 COLLECTION = "post_cost"
 WORKLOAD_COLLECTION = "workloads"
@@ -328,37 +328,17 @@ def _plots(
 
     paired = original.paired_posts(page)
     langchain, agents = peers.peer_rows(page, "langchain"), peers.peer_rows(page, "agents")
-    series = [
-        ("threadmem-mongo post, SecantusDB", list(wire), [r["post"] for r in wire.values()]),
-        (
-            "raw pymongo $push floor, SecantusDB",
-            list(wire),
-            [r["floor"] for r in wire.values()],
-        ),
-        (
-            "raw pymongo, same command as post, SecantusDB",
-            [n for n, r in wire.items() if "same" in r],
-            [r["same"] for r in wire.values() if "same" in r],
-        ),
-        ("threadmem-mongo post, mongomock", list(mock), [r["post"] for r in mock.values()]),
-        (
-            "original threadmem post, SQLite",
-            list(paired),
-            [r["original"] for r in paired.values()],
-        ),
-        (
-            "langchain-mongodb add_message, SecantusDB",
-            list(langchain),
-            [r["append"] for r in langchain.values()],
-        ),
-        (
-            "openai-agents MongoDBSession.add_items, SecantusDB",
-            list(agents),
-            [r["append"] for r in agents.values()],
-        ),
-    ]
     lines = []
     if wire or mock:
+        series = [
+            _line("threadmem-mongo post, SecantusDB", wire, "post"),
+            _line("raw pymongo $push floor, SecantusDB", wire, "floor"),
+            _line("raw pymongo, same command as post, SecantusDB", wire, "same", if_measured=True),
+            _line("threadmem-mongo post, mongomock", mock, "post"),
+            _line("original threadmem post, SQLite", paired, "original"),
+            _line("langchain-mongodb add_message, SecantusDB", langchain, "append"),
+            _line("openai-agents MongoDBSession.add_items, SecantusDB", agents, "append"),
+        ]
         lines.append(
             page.plot(
                 "bench-post-latency.png",
@@ -370,46 +350,44 @@ def _plots(
                 ),
             )
         )
-    byte_series = [
-        (
-            "threadmem-mongo post",
-            list(wire),
-            [_bytes(r.get("post_traffic")) for r in wire.values()],
-        ),
-        (
-            "raw pymongo $push floor",
-            list(wire),
-            [_bytes(r.get("floor_traffic")) for r in wire.values()],
-        ),
-        (
-            "threadmem-mongo read whole thread",
-            list(wire),
-            [_bytes(r.get("get_traffic")) for r in wire.values()],
-        ),
-        (
-            "threadmem-mongo read last=20",
-            [n for n, r in wire.items() if r.get("last20_traffic")],
-            [_bytes(r["last20_traffic"]) for r in wire.values() if r.get("last20_traffic")],
-        ),
-        (
-            "langchain-mongodb add_message",
-            list(langchain),
-            [_bytes(r.get("append_traffic")) for r in langchain.values()],
-        ),
-        (
-            "openai-agents add_items",
-            list(agents),
-            [_bytes(r.get("append_traffic")) for r in agents.values()],
-        ),
-    ]
     if wire:
+        byte_series = [
+            _line("threadmem-mongo post", wire, "post_traffic", bytes_of=True),
+            _line("raw pymongo $push floor", wire, "floor_traffic", bytes_of=True),
+            _line("threadmem-mongo read whole thread", wire, "get_traffic", bytes_of=True),
+            _line(
+                "threadmem-mongo read last=20",
+                wire,
+                "last20_traffic",
+                bytes_of=True,
+                if_measured=True,
+            ),
+            _line("langchain-mongodb add_message", langchain, "append_traffic", bytes_of=True),
+            _line("openai-agents add_items", agents, "append_traffic", bytes_of=True),
+        ]
         lines.append(
             page.plot("bench-post-bytes.png", lambda path: plots.bytes_plot(path, byte_series))
         )
     return lines
 
 
+def _line(
+    label: str,
+    rows: dict[int, dict[str, Any]],
+    key: str,
+    *,
+    bytes_of: bool = False,
+    if_measured: bool = False,
+) -> tuple[str, list[int], list[Any]]:
+    """One line of a plot: each row's ``key`` (its bytes, with ``bytes_of``) by thread
+    length; with ``if_measured``, only the rows that have it."""
+    kept = {length: row for length, row in rows.items() if not if_measured or row.get(key)}
+    values = [_bytes(row.get(key)) if bytes_of else row[key] for row in kept.values()]
+    return label, list(kept), values
+
+
 def _bytes(window: dict[str, Any] | None) -> float:
+    """Bytes sent and received in a command-monitoring window; NaN if not measured."""
     if not window:
         return float("nan")
     return float(window["bytes_sent"] + window["bytes_received"])

@@ -25,19 +25,17 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench import plots
 from bench.markdown import lat, reason, table, times
 from bench.measure import summary, timed
+from bench.page import Page, measured
 from bench.plan import TEXT, prefill_messages
 from bench.targets import Target, post
 from bench.venvs import LineDriver, NotRunError, ensure_venv
 from threadmem_mongo import RoleThread, ThreadStore
 from threadmem_mongo._pages import DEFAULT_MAX_INLINE_MESSAGES
-
-if TYPE_CHECKING:
-    from bench.report import Page
 
 COLLECTION = "overflow"
 INLINE_COLLECTION = "overflow_inline"
@@ -370,14 +368,9 @@ def _verdict(passed: bool) -> str:
     return "pass" if passed else "**miss**"
 
 
-def render(page: Page) -> list[str]:
+@measured("## 9. Long threads: overflow pages", "overflow", "Long threads (overflow pages)")
+def render(page: Page, section: dict[str, Any]) -> list[str]:
     """Section 9: the targets, the post cost curve, command counts, the original, a plot."""
-    section = page.sections.get("overflow")
-    lines = ["## 9. Long threads: overflow pages", ""]
-    why = reason(section)
-    if why or section is None:
-        page.note_missing("Long threads (overflow pages)", why or "not run")
-        return [*lines, f"{why}.", ""]
     sizes = section["sizes"]
     curve = section["curve"]
     base = curve["base"]
@@ -386,7 +379,7 @@ def render(page: Page) -> list[str]:
         if sizes["posts_per_rep"] % 50 == 0
         else ""
     )
-    lines += [
+    lines = [
         "A thread keeps its newest messages inline and moves the oldest to overflow page "
         f"documents once it holds more than {section['limit']} (`max_inline_messages`, "
         "the default). One thread per length is built in one call "

@@ -9,19 +9,17 @@ part of the page is rendered here too.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bson import json_util
 
 from bench import ours
 from bench.markdown import lat, quotient, reason, rows_by_length, table, times, traffic
+from bench.page import Page, measured
 from bench.plan import TEXT, Plan, prefill_messages
 from bench.targets import DATABASE, Target, stored_message
 from bench.venvs import python_with, run_driver
 from threadmem_mongo import RoleThread
-
-if TYPE_CHECKING:
-    from bench.report import Page
 
 REQUIREMENTS = ["langchain-mongodb", "openai-agents[mongodb]"]
 MODULES = ["langchain_mongodb.chat_message_histories", "agents.extensions.memory.mongodb_session"]
@@ -97,19 +95,14 @@ def versions(page: Page) -> str:
     return "; ".join(parts) + f" (in {section.get('where', '?')})"
 
 
-def render(page: Page) -> list[str]:
+@measured("## 3. Peer MongoDB stores", "peers", "Peer stores (langchain-mongodb, openai-agents)")
+def render(page: Page, section: dict[str, Any]) -> list[str]:
     """Section 3: appends and reads of the peers beside ours, each paired with the floor."""
-    lines = ["## 3. Peer MongoDB stores", ""]
-    section = page.sections.get("peers") or {}
-    why = reason(section)
-    if why:
-        page.note_missing("Peer stores (langchain-mongodb, openai-agents)", why)
-        return [*lines, f"{why}.", ""]
     for key, name in PEERS:
         peer_why = reason(section.get(key))
         if peer_why:
             page.note_missing(name, peer_why)
-    lines += [
+    lines = [
         "On the same wire server, appending and reading the same messages. "
         "`MongoDBChatMessageHistory` (langchain-mongodb) stores one document per message: "
         "an append is one `insert`, a read is a `find` by session id. `MongoDBSession` "

@@ -1,59 +1,18 @@
 """Writes ``benchmarks.md`` and the ``bench-*.png`` plots from a run's results.
 
-Each section renders its own part of the page (``render(page)`` in the module that
-measures it); this module puts the parts in order and closes the page with what could
-not run.
+Each section renders its own part of the page, in the module that measures it; this
+module puts the parts in order and closes the page with what could not run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import adapters, concurrency, intro, memory, ops, original, ours, overflow, peers
+from bench.page import Page, Render
 
 PAGE = "benchmarks.md"
-
-
-class Page:
-    """The page being written: the run's results, and the notes and plots its sections leave.
-
-    Args:
-        results: What ``python -m bench`` measured (as saved by ``--json``).
-        out: The directory the page and its plots go to.
-    """
-
-    def __init__(self, results: dict[str, Any], out: Path) -> None:
-        self.results = results
-        self.meta: dict[str, Any] = results["meta"]
-        self.plan: dict[str, Any] = results["plan"]
-        self.sections: dict[str, Any] = results["sections"]
-        self.out = out
-        self.missing: list[str] = []
-        self.plots: list[Path] = []
-
-    def note_missing(self, what: str, why: str) -> None:
-        """List ``what`` under "What could not run, and why"."""
-        self.missing.append(f"- **{what}**: {why}")
-
-    def plot(self, name: str, build: Callable[[Path], Any]) -> str:
-        """Draw the plot ``name`` with ``build``; return its Markdown image line, or ``""``."""
-        path = self.out / name
-        try:
-            build(path)
-        except ImportError as exc:
-            self.note_missing(f"plot {name}", f"not drawn: {exc} (pip install matplotlib)")
-            return ""
-        self.plots.append(path)
-        return f"![{name}]({name})\n"
-
-    def build(self) -> str:
-        """The whole page's Markdown."""
-        lines: list[str] = []
-        for render in SECTIONS:
-            lines += render(self)
-        return "\n".join(lines).rstrip() + "\n"
 
 
 def not_run(page: Page) -> list[str]:
@@ -74,7 +33,7 @@ def not_run(page: Page) -> list[str]:
 
 
 #: The page's sections in order; each returns its Markdown lines.
-SECTIONS: tuple[Callable[[Page], list[str]], ...] = (
+SECTIONS: tuple[Render, ...] = (
     intro.header,
     intro.headline,
     intro.machine,
@@ -95,7 +54,11 @@ SECTIONS: tuple[Callable[[Page], list[str]], ...] = (
 
 def write(results: dict[str, Any], out: Path) -> Path:
     """Write ``benchmarks.md`` and its plots into ``out``; return the page's path."""
-    text = Page(results, out).build()
+    page = Page(results, out)
+    lines: list[str] = []
+    for render in SECTIONS:
+        lines += render(page)
+    text = "\n".join(lines).rstrip() + "\n"
     path = out / PAGE
     path.write_text(text, encoding="utf-8")
     return path
