@@ -34,6 +34,7 @@ from threadmem_mongo import (
     ThreadStore,
     _anthropic,
     _assistants,
+    _images,
     _imports,
     _responses,
 )
@@ -569,7 +570,7 @@ def test_to_openai_keeps_other_role_names_which_chat_completions_refuses(
     ],
 )
 def test_text_and_images_places_images_by_placeholder_only_when_text_follows(
-    parts: list[_imports.Part], expected: tuple[str, list[str]]
+    parts: list[_images.Part], expected: tuple[str, list[str]]
 ) -> None:
     assert _imports.text_and_images(parts) == expected
 

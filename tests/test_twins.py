@@ -55,6 +55,7 @@ def copy_generated_files(synchro: ModuleType, root: Path, monkeypatch: pytest.Mo
     package.mkdir()
     tests.mkdir()
     for source, target in synchro.MODULES.items():
+        (package / source).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(PACKAGE / source, package / source)
         shutil.copy(PACKAGE / target, package / target)
     for source, target in synchro.TEST_MODULES.items():
@@ -102,11 +103,11 @@ def test_synchro_check_exits_0_when_the_sync_modules_are_up_to_date() -> None:
 def test_translating_each_async_source_gives_the_committed_sync_module(
     synchro: ModuleType,
 ) -> None:
-    sources = {path.name for path in PACKAGE.glob("_async_*.py")}
+    sources = {path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("_async_*.py")}
     assert set(synchro.MODULES) == sources, "every async module has a generated twin"
     assert {"_async_store.py", "_async_thread.py", "_async_blobs.py"} <= sources
     for source, target in synchro.MODULES.items():
-        assert target == source.replace("_async_", "_", 1)
+        assert target == source.replace("/_async_", "/_", 1).replace("_async_", "_", 1)
         generated = synchro.translate((PACKAGE / source).read_text(), source)
         assert generated == (PACKAGE / target).read_text(), f"{target} is stale"
         assert generated.startswith(

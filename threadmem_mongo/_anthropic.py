@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from threadmem_mongo._images import Part
 from threadmem_mongo._imports import (
     ImportedMessage,
-    Part,
     check_list,
     check_mapping,
     check_string,

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from threadmem_mongo._images import Part
 from threadmem_mongo._imports import (
     ImportedMessage,
-    Part,
     check_list,
     check_mapping,
     check_string,

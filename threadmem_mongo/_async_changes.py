@@ -24,7 +24,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure
 
 from threadmem_mongo._cancellation import raise_if_cancelling
 from threadmem_mongo._capabilities import has_change_streams
-from threadmem_mongo._driver import translated
+from threadmem_mongo._driver import translated, translated_errors
 from threadmem_mongo.errors import ConfigurationError, StoreUnavailableError
 
 Document = dict[str, Any]
@@ -74,44 +74,46 @@ async def follow(
     wait_ms = 1000 if idle_timeout is None else max(10, min(1000, int(idle_timeout * 1000)))
     last_event = time.monotonic()
     failing_since: float | None = None
-    while True:
-        attempt = time.monotonic()
-        began = attempt if failing_since is None else failing_since
-        try:
-            # Each attempt gets only what is left of reconnect_timeout, so a server that
-            # accepts connections but never answers cannot hold it longer.
-            with pymongo.timeout(max(0.001, reconnect_timeout - (attempt - began))):
-                stream = await _open_stream(collection, pipeline, token, full_document, wait_ms)
-        except (ConnectionFailure, OperationFailure) as exc:
-            failing_since = _wait_or_raise(exc, began, reconnect_timeout)
+    # Errors the loop does not resume from (a closed client, say) leave as the library's.
+    with translated_errors():
+        while True:
+            attempt = time.monotonic()
+            began = attempt if failing_since is None else failing_since
+            try:
+                # Each attempt gets only what is left of reconnect_timeout, so a server that
+                # accepts connections but never answers cannot hold it longer.
+                with pymongo.timeout(max(0.001, reconnect_timeout - (attempt - began))):
+                    stream = await _open_stream(collection, pipeline, token, full_document, wait_ms)
+            except (ConnectionFailure, OperationFailure) as exc:
+                failing_since = _wait_or_raise(exc, began, reconnect_timeout)
+                await asyncio.sleep(RECONNECT_PAUSE)
+                continue
+            failing_since = None
+            async with stream:
+                if not opened:
+                    # Inside the with: a consumer that stops here still closes the cursor.
+                    opened = True
+                    yield None
+                while True:
+                    asked = time.monotonic()
+                    try:
+                        # A live server answers within wait_ms, so silence past that is
+                        # already failure time.
+                        with pymongo.timeout(wait_ms / 1000 + reconnect_timeout):
+                            change = await stream.try_next()
+                        if not _IS_SYNC:
+                            raise_if_cancelling()
+                    except (ConnectionFailure, OperationFailure) as exc:
+                        began = min(time.monotonic(), asked + wait_ms / 1000)
+                        failing_since = _wait_or_raise(exc, began, reconnect_timeout)
+                        break
+                    token = stream.resume_token or token
+                    if change is not None:
+                        last_event = time.monotonic()
+                        yield change
+                    elif idle_timeout is not None and time.monotonic() - last_event > idle_timeout:
+                        return
             await asyncio.sleep(RECONNECT_PAUSE)
-            continue
-        failing_since = None
-        async with stream:
-            if not opened:
-                # Inside the with: a consumer that stops here still closes the cursor.
-                opened = True
-                yield None
-            while True:
-                asked = time.monotonic()
-                try:
-                    # A live server answers within wait_ms, so silence past that is
-                    # already failure time.
-                    with pymongo.timeout(wait_ms / 1000 + reconnect_timeout):
-                        change = await stream.try_next()
-                    if not _IS_SYNC:
-                        raise_if_cancelling()
-                except (ConnectionFailure, OperationFailure) as exc:
-                    began = min(time.monotonic(), asked + wait_ms / 1000)
-                    failing_since = _wait_or_raise(exc, began, reconnect_timeout)
-                    break
-                token = stream.resume_token or token
-                if change is not None:
-                    last_event = time.monotonic()
-                    yield change
-                elif idle_timeout is not None and time.monotonic() - last_event > idle_timeout:
-                    return
-        await asyncio.sleep(RECONNECT_PAUSE)
 
 
 async def _open_stream(

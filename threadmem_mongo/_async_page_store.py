@@ -2,7 +2,9 @@
 
 What a page is, and the rules that keep pages consistent with their thread document,
 are in ``threadmem_mongo._pages``; this class only reads and writes page documents.
-``AsyncThreadStore`` owns one and decides when it is used.
+``AsyncThreadStore`` owns one and decides when it is used; the moves of messages to pages
+and the completion of pending changes, which write a page and then the thread document,
+are here too.
 
 This file is the source of both twins: ``tools/synchro.py`` turns it into the
 synchronous ``_page_store.py``. Edit this file, then run ``python tools/synchro.py``.
@@ -11,6 +13,7 @@ synchronous ``_page_store.py``. Edit this file, then run ``python tools/synchro.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,11 +21,14 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from threadmem_mongo import _pages
+from threadmem_mongo import _pages, _updates
 from threadmem_mongo._async_collection import AsyncGuardedCollection
 from threadmem_mongo._driver import translated
 
 Document = dict[str, Any]
+
+#: How often a move re-reads the thread when others wrote in between.
+MOVE_ATTEMPTS = 3
 
 #: The server code of a write that met an existing key.
 DUPLICATE_KEY = 11000
@@ -38,14 +44,24 @@ PAGE_INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
 
 
 class AsyncPageStore:
-    """Reads and writes the page documents of one threads collection.
+    """Reads and writes the page documents of one threads collection, and runs the
+    overflow protocol with the thread documents: moves, pending changes, the sweep.
 
     Args:
         collection: The pages collection (``<threads collection>.pages``).
+        threads: The threads collection whose documents count the pages.
+        limits: The inline limits that decide when a thread moves messages.
     """
 
-    def __init__(self, collection: AsyncGuardedCollection) -> None:
+    def __init__(
+        self,
+        collection: AsyncGuardedCollection,
+        threads: AsyncGuardedCollection,
+        limits: _pages.Limits,
+    ) -> None:
         self._collection = collection
+        self._threads = threads
+        self._limits = limits
 
     @property
     def collection(self) -> AsyncCollection[Document]:
@@ -251,3 +267,113 @@ class AsyncPageStore:
     async def thread_ids(self) -> list[str]:
         """Return the ids of every thread that has pages."""
         return [str(value) for value in await self._collection.distinct("thread_id")]
+
+    # -- the overflow protocol, with the thread documents -----------------------------
+
+    async def older_messages(
+        self, doc: Mapping[str, Any], *, want: int | None = None, below: int | None = None
+    ) -> list[Document] | None:
+        """Return the newest ``want`` (all, if None) messages of the committed pages
+        numbered below ``below``, oldest first, with pending changes applied; None if a
+        page changed after ``doc`` was read (read again)."""
+        version = int(doc.get("version", 0))
+        pending = list(doc.get(_pages.PENDING) or [])
+        collected: list[list[Document]] = []
+        count = 0
+        upto = int(doc.get(_pages.PAGE_COUNT, 0)) if below is None else below
+        while upto > 0 and (want is None or count < want):
+            # Enough pages for what is wanted, if no message was deleted from them.
+            batch = None if want is None else (want - count) // self._limits.page_size() + 1
+            pages = await self.committed(doc["_id"], upto, newest_first=True, limit=batch)
+            if not pages:
+                break
+            for page in pages:
+                if int(page.get("version", 0)) > version:
+                    return None
+                messages = _pages.apply_pending(
+                    list(page.get("messages") or []), pending, page["n"]
+                )
+                collected.append(messages)
+                count += len(messages)
+            upto = int(pages[-1]["n"])
+        older = [message for messages in reversed(collected) for message in messages]
+        return older if want is None else older[max(0, len(older) - want) :]
+
+    async def paged_message(
+        self, doc: Mapping[str, Any], message_id: str
+    ) -> tuple[int, Document] | None:
+        """Find a message in the pages of thread ``doc``; see
+        ``AsyncThreadStore.paged_message``."""
+        holder = await self.page_of(doc["_id"], int(doc.get(_pages.PAGE_COUNT, 0)), message_id)
+        if holder is None:
+            return None
+        messages = _pages.apply_pending(
+            list(holder.get("messages") or []), doc.get(_pages.PENDING) or [], holder["n"]
+        )
+        for message in messages:
+            if message["id"] == message_id:
+                return int(holder["n"]), message
+        return None
+
+    async def move(self, thread_id: str) -> Document | None:
+        """Move the thread's oldest inline messages to a new page, if it is over the
+        limits; see ``AsyncThreadStore.move_overflow``."""
+        size = self._limits.page_size()
+        for _ in range(MOVE_ATTEMPTS):
+            head = await self._threads.find_one(
+                _updates.by_id(thread_id), _pages.head_projection(size)
+            )
+            if head is None:
+                return None
+            inline = int(head.get("message_count", 0)) - int(head.get(_pages.PAGED_COUNT, 0))
+            if not self._limits.needs_move(inline, int(head.get("size_bytes", 0))):
+                return None
+            # At least one message stays inline: the newest is what catch-ups look for.
+            moving = list(head.get("messages") or [])[: max(0, inline - 1)]
+            if not moving:
+                return None
+            version = int(head["version"])
+            page = _pages.page_document(
+                thread_id,
+                int(head.get(_pages.PAGE_COUNT, 0)),
+                moving,
+                version,
+                float(head["created"]),
+                head.get("expires_at"),
+            )
+            if not await self.write(page):
+                return None  # a mover with a newer view is at it
+            moved = _pages.moved_bytes(moving)
+            query, update = _updates.move_to_page(
+                thread_id, version, [message["id"] for message in moving], moved, time.time()
+            )
+            result = await self._threads.update_one(query, update)
+            if result.matched_count:
+                left = inline - len(moving)
+                still_over = self._limits.needs_move(left, int(head.get("size_bytes", 0)) - moved)
+                return {
+                    "version": version,
+                    "moved": len(moving),
+                    "moved_bytes": moved,
+                    "still_over": still_over,
+                }
+        return None
+
+    async def complete(self, thread_id: str, records: Sequence[Mapping[str, Any]]) -> int:
+        """Bring pages up to date with pending records, then remove the records; see
+        ``AsyncThreadStore.complete_pending``."""
+        removed = 0
+        for record in sorted(records, key=lambda record: int(record["v"])):
+            await self.apply(thread_id, record)
+            result = await self._threads.update_one(*_updates.pending_applied(thread_id, record))
+            if result.matched_count:
+                removed += _pages.record_size(record)
+        return removed
+
+    async def sweep(self, cutoff: datetime.datetime) -> None:
+        """Delete pages written before ``cutoff`` that no thread counts: those of
+        deleted or expired threads, of moves and creations that did not finish."""
+        for thread_id in await self.thread_ids():
+            doc = await self._threads.find_one(_updates.by_id(thread_id), {_pages.PAGE_COUNT: 1})
+            page_count = 0 if doc is None else int(doc.get(_pages.PAGE_COUNT, 0))
+            await self.delete_uncounted(thread_id, page_count, cutoff)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from threadmem_mongo import _pages, _updates, _validation
 from threadmem_mongo._async_blobs import DEFAULT_BUCKET, AsyncBlobStore
 from threadmem_mongo._async_changes import follow
 from threadmem_mongo._async_collection import AsyncGuardedCollection
+from threadmem_mongo._async_image_store import AsyncImageStore
 from threadmem_mongo._async_page_store import AsyncPageStore
 from threadmem_mongo._capabilities import (
     enforces_unique_array_keys,
@@ -30,10 +30,6 @@ from threadmem_mongo._capabilities import (
 from threadmem_mongo._driver import translated
 from threadmem_mongo._images import (
     DEFAULT_BLOB_THRESHOLD,
-    blob_id_of,
-    blob_ref,
-    is_blob_ref,
-    split_data_uri,
 )
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo.errors import (
@@ -73,10 +69,8 @@ DUPLICATE_KEY = 11000
 CANNOT_CREATE_INDEX = 67
 
 #: How often a read of a long thread starts again when a page changed after the thread
-#: document was read (an edit landed in between), and how often a move re-reads the
-#: thread when others wrote in between.
+#: document was read (an edit landed in between).
 PAGED_READ_ATTEMPTS = 5
-MOVE_ATTEMPTS = 3
 #: How often an append that fits but missed (the thread changed between its filter and
 #: the read that tells why) is sent again.
 APPEND_ATTEMPTS = 3
@@ -141,9 +135,12 @@ class AsyncThreadStore:
         self._limits = _pages.checked_limits(max_inline_messages, max_inline_bytes)
         self._collection = AsyncGuardedCollection(collection)
         self._pages = AsyncPageStore(
-            self._collection.sibling(collection.name + _pages.PAGES_SUFFIX)
+            self._collection.sibling(collection.name + _pages.PAGES_SUFFIX),
+            self._collection,
+            self._limits,
         )
         self._blobs = AsyncBlobStore(collection.database, bucket)
+        self._images = AsyncImageStore(self._blobs, self._collection, self._pages, image_threshold)
         self._image_threshold = image_threshold
         self._indexes_ready = False
         self._index_lock = asyncio.Lock()
@@ -270,42 +267,13 @@ class AsyncThreadStore:
             if not doc.get(_pages.PAGE_COUNT) or (last is not None and len(inline) >= last):
                 return doc
             want = None if last is None else last - len(inline)
-            older = await self._paged_messages(doc, want=want)
+            older = await self._pages.older_messages(doc, want=want)
             if older is not None:
                 doc["messages"] = older + inline
                 return doc
         raise StoreUnavailableError(
             f"thread {thread_id!r} kept changing while its pages were read; try again"
         )
-
-    async def _paged_messages(
-        self, doc: Mapping[str, Any], *, want: int | None = None, below: int | None = None
-    ) -> list[Document] | None:
-        """Return the newest ``want`` (all, if None) messages of the committed pages
-        numbered below ``below``, oldest first, with pending changes applied; None if a
-        page changed after ``doc`` was read (read again)."""
-        version = int(doc.get("version", 0))
-        pending = list(doc.get(_pages.PENDING) or [])
-        collected: list[list[Document]] = []
-        count = 0
-        upto = int(doc.get(_pages.PAGE_COUNT, 0)) if below is None else below
-        while upto > 0 and (want is None or count < want):
-            # Enough pages for what is wanted, if no message was deleted from them.
-            batch = None if want is None else (want - count) // self._limits.page_size() + 1
-            pages = await self._pages.committed(doc["_id"], upto, newest_first=True, limit=batch)
-            if not pages:
-                break
-            for page in pages:
-                if int(page.get("version", 0)) > version:
-                    return None
-                messages = _pages.apply_pending(
-                    list(page.get("messages") or []), pending, page["n"]
-                )
-                collected.append(messages)
-                count += len(messages)
-            upto = int(pages[-1]["n"])
-        older = [message for messages in reversed(collected) for message in messages]
-        return older if want is None else older[max(0, len(older) - want) :]
 
     async def find(
         self,
@@ -388,7 +356,7 @@ class AsyncThreadStore:
                 below = int(holder["n"])
             if len(page) >= limit:
                 return page
-            older = await self._paged_messages(found, want=limit - len(page), below=below)
+            older = await self._pages.older_messages(found, want=limit - len(page), below=below)
             if older is not None:
                 return older + page
         raise StoreUnavailableError(
@@ -798,18 +766,7 @@ class AsyncThreadStore:
             doc: The thread document, with at least ``page_count`` and ``pending``.
             message_id: The message's id.
         """
-        holder = await self._pages.page_of(
-            doc["_id"], int(doc.get(_pages.PAGE_COUNT, 0)), message_id
-        )
-        if holder is None:
-            return None
-        messages = _pages.apply_pending(
-            list(holder.get("messages") or []), doc.get(_pages.PENDING) or [], holder["n"]
-        )
-        for message in messages:
-            if message["id"] == message_id:
-                return int(holder["n"]), message
-        return None
+        return await self._pages.paged_message(doc, message_id)
 
     async def messages_after(self, thread_id: str, message_id: str) -> tuple[int, list[Document]]:
         """Return the thread's version and the messages after ``message_id``, in order.
@@ -889,46 +846,7 @@ class AsyncThreadStore:
         if not self._limits.enabled:
             return None
         await self.ensure_indexes()
-        size = self._limits.page_size()
-        for _ in range(MOVE_ATTEMPTS):
-            head = await self._collection.find_one(
-                _updates.by_id(thread_id), _pages.head_projection(size)
-            )
-            if head is None:
-                return None
-            inline = int(head.get("message_count", 0)) - int(head.get(_pages.PAGED_COUNT, 0))
-            if not self._limits.needs_move(inline, int(head.get("size_bytes", 0))):
-                return None
-            # At least one message stays inline: the newest is what catch-ups look for.
-            moving = list(head.get("messages") or [])[: max(0, inline - 1)]
-            if not moving:
-                return None
-            version = int(head["version"])
-            page = _pages.page_document(
-                thread_id,
-                int(head.get(_pages.PAGE_COUNT, 0)),
-                moving,
-                version,
-                float(head["created"]),
-                head.get("expires_at"),
-            )
-            if not await self._pages.write(page):
-                return None  # a mover with a newer view is at it
-            moved = _pages.moved_bytes(moving)
-            query, update = _updates.move_to_page(
-                thread_id, version, [message["id"] for message in moving], moved, time.time()
-            )
-            result = await self._collection.update_one(query, update)
-            if result.matched_count:
-                left = inline - len(moving)
-                still_over = self._limits.needs_move(left, int(head.get("size_bytes", 0)) - moved)
-                return {
-                    "version": version,
-                    "moved": len(moving),
-                    "moved_bytes": moved,
-                    "still_over": still_over,
-                }
-        return None
+        return await self._pages.move(thread_id)
 
     async def compact(self, thread_id: str | None = None) -> dict[str, int]:
         """Bring threads within the inline limits, and their pages up to date.
@@ -985,13 +903,7 @@ class AsyncThreadStore:
             StoreUnavailableError: The server could not be reached; the records not yet
                 removed stay pending, and readers apply them.
         """
-        removed = 0
-        for record in sorted(records, key=lambda record: int(record["v"])):
-            await self._pages.apply(thread_id, record)
-            result = await self._collection.update_one(*_updates.pending_applied(thread_id, record))
-            if result.matched_count:
-                removed += _pages.record_size(record)
-        return removed
+        return await self._pages.complete(thread_id, records)
 
     async def search_messages(self, filters: Mapping[str, object]) -> list[Document]:
         """Return ``{"_id": thread id, "messages": message}`` for each message matching
@@ -1135,23 +1047,7 @@ class AsyncThreadStore:
             ``(images, new blob ids)``: the images with large data URIs replaced by
                 references, and the ids written, for clean-up if the message is refused.
         """
-        stored: list[str] = []
-        written: list[str] = []
-        try:
-            for image in images:
-                parts = None
-                if len(image) > self._image_threshold and image.startswith("data:"):
-                    parts = split_data_uri(image)
-                if parts is None:
-                    stored.append(image)
-                    continue
-                blob_id = await self._blobs.put(*parts)
-                written.append(blob_id)
-                stored.append(blob_ref(blob_id))
-        except BaseException:
-            await self.discard_blobs(written)
-            raise
-        return stored, written
+        return await self._images.offload(images)
 
     async def resolve_images(self, images: Sequence[str]) -> list[str]:
         """Return ``images`` with every GridFS reference replaced by its data URI.
@@ -1168,10 +1064,7 @@ class AsyncThreadStore:
         Raises:
             ImageNotFoundError: A referenced image is missing or incomplete.
         """
-        return [
-            await self._blobs.data_uri(blob_id_of(image)) if is_blob_ref(image) else image
-            for image in images
-        ]
+        return await self._images.resolve(images)
 
     async def discard_blobs(self, blob_ids: Sequence[str]) -> None:
         """Delete blobs no message was written with; errors are left to the sweep.
@@ -1184,8 +1077,7 @@ class AsyncThreadStore:
         Args:
             blob_ids: The GridFS file ids to delete.
         """
-        with contextlib.suppress(ThreadMemError):
-            await self._blobs.delete(blob_ids)
+        await self._images.discard(blob_ids)
 
     async def release_blobs(self, blob_ids: Iterable[str]) -> list[str]:
         """Delete those of ``blob_ids`` that no thread references any more.
@@ -1205,20 +1097,7 @@ class AsyncThreadStore:
         Returns:
             The ids deleted.
         """
-        candidates = list(dict.fromkeys(blob_ids))
-        if not candidates:
-            return []
-        await self._blobs.mark_releasing(candidates)
-        released: list[str] = []
-        held: list[str] = []
-        for blob_id in candidates:
-            holder = await self._collection.find_one(_updates.blob_holder(blob_id), {"_id": 1})
-            if holder is None and await self._pages.holds_blob(blob_id):
-                holder = {"page": blob_id}
-            (held if holder is not None else released).append(blob_id)
-        await self._blobs.unmark_releasing(held)
-        await self._blobs.delete(released)
-        return released
+        return await self._images.release(blob_ids)
 
     async def blobs_intact(self, blob_ids: Iterable[str]) -> bool:
         """Return whether every one of ``blob_ids`` is stored and not being released.
@@ -1231,7 +1110,7 @@ class AsyncThreadStore:
         Returns:
             False when an image is gone or ``release_blobs`` is deciding about it.
         """
-        return await self._blobs.all_present_and_unmarked(blob_ids)
+        return await self._images.intact(blob_ids)
 
     async def sweep_blobs(self, older_than: datetime.timedelta) -> list[str]:
         """Delete images uploaded more than ``older_than`` ago that no thread references.
@@ -1255,14 +1134,5 @@ class AsyncThreadStore:
             StoreUnavailableError: The server could not be reached.
         """
         cutoff = datetime.datetime.now(datetime.timezone.utc) - older_than
-        await self._sweep_pages(cutoff)
-        released = await self.release_blobs(await self._blobs.ids_older_than(cutoff))
-        return released + await self._blobs.delete_orphan_chunks(cutoff)
-
-    async def _sweep_pages(self, cutoff: datetime.datetime) -> None:
-        """Delete pages written before ``cutoff`` that no thread counts: those of
-        deleted or expired threads, of moves and creations that did not finish."""
-        for thread_id in await self._pages.thread_ids():
-            doc = await self._collection.find_one(_updates.by_id(thread_id), {_pages.PAGE_COUNT: 1})
-            page_count = 0 if doc is None else int(doc.get(_pages.PAGE_COUNT, 0))
-            await self._pages.delete_uncounted(thread_id, page_count, cutoff)
+        await self._pages.sweep(cutoff)
+        return await self._images.sweep(cutoff)

@@ -21,10 +21,10 @@ import io
 import os
 import re
 import stat
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
-from threadmem_mongo.errors import ImageFormatError
+from threadmem_mongo.errors import ImageFormatError, InvalidInputError
 
 ImageInput = str | os.PathLike[str] | bytes | object
 """Anything ``normalize_images`` accepts: URL, data URI, path, bytes or a PIL image."""
@@ -277,6 +277,46 @@ def _pil_to_data_uri(image: Any) -> str:
 
 #: In a message's text, each ``<image>`` stands where the next image goes in ``to_openai()``.
 IMAGE_PLACEHOLDER = "<image>"
+
+PartKind = Literal["text", "image"]
+#: One piece of a message's content, in order: ``("text", text)`` or ``("image", url)``.
+Part = tuple[PartKind, str]
+
+
+def placed_parts(message_id: str, text: str, images: Sequence[str]) -> list[Part]:
+    """Return a message's text and images in the order its placeholders give.
+
+    Without ``<image>`` placeholders the text (if any) comes first and the images follow;
+    with them, each placeholder is replaced by the next image and the text pieces between
+    them are stripped (empty pieces are left out).
+
+    Args:
+        message_id: The message's id, for the error.
+        text: The message's text.
+        images: Its images.
+
+    Raises:
+        InvalidInputError: The number of placeholders is neither zero nor the number of
+            images.
+    """
+    pieces = text.split(IMAGE_PLACEHOLDER)
+    placeholders = len(pieces) - 1
+    if placeholders == 0:
+        lead: list[Part] = [("text", text)] if text else []
+        return lead + [("image", url) for url in images]
+    if placeholders != len(images):
+        raise InvalidInputError(
+            f"message {message_id!r} has {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) "
+            f"but {len(images)} image(s); use one placeholder per image, or none"
+        )
+    parts: list[Part] = []
+    for index, piece in enumerate(pieces):
+        if piece.strip():
+            parts.append(("text", piece.strip()))
+        if index < placeholders:
+            parts.append(("image", images[index]))
+    return parts
+
 
 #: Images stored in GridFS appear in a stored message as ``gridfs:<file id>``.
 BLOB_REF_PREFIX = "gridfs:"

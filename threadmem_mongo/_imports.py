@@ -14,9 +14,9 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from threadmem_mongo._images import IMAGE_PLACEHOLDER, is_blob_ref
+from threadmem_mongo._images import IMAGE_PLACEHOLDER, Part, is_blob_ref, placed_parts
 from threadmem_mongo._models import RoleMessage
 from threadmem_mongo._validation import check_optional_str
 from threadmem_mongo.errors import InvalidInputError
@@ -26,9 +26,6 @@ STANDARD_ROLES = frozenset({"user", "assistant", "system"})
 
 #: The namespace of the uuid5 ids that imports derive.
 IMPORT_NAMESPACE = uuid.UUID("ed582ad7-2a85-4918-9790-2665bf505038")
-
-PartKind = Literal["text", "image"]
-Part = tuple[PartKind, str]
 
 
 @dataclass(frozen=True)
@@ -83,25 +80,7 @@ def message_parts(message: RoleMessage, text: str | None = None) -> list[Part]:
             )
     if not message.images:
         return [("text", body)]
-    pieces = body.split(IMAGE_PLACEHOLDER)
-    placeholders = len(pieces) - 1
-    parts: list[Part] = []
-    if placeholders == 0:
-        if body:
-            parts.append(("text", body))
-        parts.extend(("image", url) for url in message.images)
-        return parts
-    if placeholders != len(message.images):
-        raise InvalidInputError(
-            f"message {message.id!r} has {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) "
-            f"but {len(message.images)} image(s); use one placeholder per image, or none"
-        )
-    for index, piece in enumerate(pieces):
-        if piece.strip():
-            parts.append(("text", piece.strip()))
-        if index < placeholders:
-            parts.append(("image", message.images[index]))
-    return parts
+    return placed_parts(message.id, body, message.images)
 
 
 def text_and_images(parts: Sequence[Part]) -> tuple[str, list[str]]:

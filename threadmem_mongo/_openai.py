@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from threadmem_mongo._images import IMAGE_PLACEHOLDER
+from threadmem_mongo._images import IMAGE_PLACEHOLDER, placed_parts
 from threadmem_mongo.errors import InvalidInputError
 
 
@@ -26,25 +26,11 @@ def message_to_openai(message: ChatMessage) -> dict[str, Any]:
     """Return ``message`` as an OpenAI chat message; see ``RoleMessage.to_openai``."""
     if not message.images:
         return {"role": message.role, "content": message.text}
-    pieces = message.text.split(IMAGE_PLACEHOLDER)
-    placeholders = len(pieces) - 1
-    parts: list[dict[str, Any]] = []
-    if placeholders == 0:
-        if message.text:
-            parts.append({"type": "text", "text": message.text})
-        parts.extend(_image_part(url) for url in message.images)
-        return {"role": message.role, "content": parts}
-    if placeholders != len(message.images):
-        raise InvalidInputError(
-            f"message {message.id!r} has {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) "
-            f"but {len(message.images)} image(s); use one placeholder per image, or none"
-        )
-    for index, piece in enumerate(pieces):
-        if piece.strip():
-            parts.append({"type": "text", "text": piece.strip()})
-        if index < placeholders:
-            parts.append(_image_part(message.images[index]))
-    return {"role": message.role, "content": parts}
+    content = [
+        {"type": "text", "text": value} if kind == "text" else _image_part(value)
+        for kind, value in placed_parts(message.id, message.text, message.images)
+    ]
+    return {"role": message.role, "content": content}
 
 
 def _image_part(url: str) -> dict[str, Any]:

@@ -63,6 +63,8 @@ MODULES = {
     "_async_thread_edits.py": "_thread_edits.py",
     "_async_thread_lookup.py": "_thread_lookup.py",
     "_async_collection.py": "_collection.py",
+    "_async_image_store.py": "_image_store.py",
+    "integrations/_async_thread_io.py": "integrations/_thread_io.py",
 }
 
 #: async test source -> generated sync test module, both in ``tests/``
@@ -78,6 +80,7 @@ NAMES = {
     "AsyncThreadEdits": "ThreadEdits",
     "AsyncThreadLookup": "ThreadLookup",
     "AsyncGuardedCollection": "GuardedCollection",
+    "AsyncImageStore": "ImageStore",
     "AsyncMongoClient": "MongoClient",
     "AsyncThreadStore": "ThreadStore",
     "AsyncCollection": "Collection",
@@ -102,6 +105,8 @@ NAMES = {
     "_async_thread_edits": "_thread_edits",
     "_async_thread_lookup": "_thread_lookup",
     "_async_collection": "_collection",
+    "_async_image_store": "_image_store",
+    "_async_thread_io": "_thread_io",
 }
 
 #: Further names in test modules: conftest's async fixtures and their sync twins.
@@ -165,7 +170,8 @@ def translate(source: str, name: str) -> str:
     text = _apply(text, _token_edits(text, NAMES, tests=False))
     # The async module's docstring speaks of both twins; the generated one names its source.
     text = re.sub(r'^"""(.|\n)*?"""\n', "", text, count=1)
-    docstring = f'"""Synchronous twin of :mod:`threadmem_mongo.{name[:-3]}` (generated)."""\n'
+    module = name[:-3].replace("/", ".")
+    docstring = f'"""Synchronous twin of :mod:`threadmem_mongo.{module}` (generated)."""\n'
     body = _ruff(docstring + text, name.replace("_async", ""))
     source_path = f"threadmem_mongo/{name}"
     return HEADER.format(source=source_path) + DIGEST_LINE.format(digest=_digest(body)) + body

@@ -14,46 +14,25 @@ into the message's ``images``, so large ones go to GridFS like any posted image;
 keeps ``null`` where each stood, and each slot records the path back to that place and
 whether the value was a URL/data URI (``"url"``) or bare base64 (``"base64"``).
 
-The thread I/O (``aload_messages``, ``aappend_messages``, ``apop_last``,
-``adelete_thread`` and their sync twins) uses only the public ``RoleThread`` and
-``AsyncRoleThread`` API; a ``store`` of None is the library's configured default. This
-module imports no framework.
+The thread I/O that stores and reads these messages is in ``_async_thread_io`` and its
+generated sync twin ``_thread_io``. This module imports no framework.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from threadmem_mongo import (
     InvalidInputError,
-    MessageNotFoundError,
     RoleMessage,
-    RoleThread,
-    ThreadNotFoundError,
-    ThreadStore,
-    V1RoleThread,
-    VersionConflictError,
 )
-from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 
 PathPart = str | int
 ImageForm = Literal["url", "base64"]
-
-#: How often an append tries to create the thread when each attempt is refused because
-#: another writer created it in between (then the loop appends to theirs instead).
-CREATE_ATTEMPTS = 20
-
-#: How often an append of several messages retries its single conditional update after
-#: a conflict before appending them one by one (which never conflicts).
-BATCH_ATTEMPTS = 10
-
-#: How often a pop re-reads the thread after another writer changed it in between.
-POP_ATTEMPTS = 100
 
 #: The text of an item that renders to nothing readable, e.g. ``"[reasoning]"``.
 _EMPTY_TEXT = "[{}]"
@@ -233,204 +212,3 @@ def decode_item(message: RoleMessage, key: str) -> Any | None:
     except (ValueError, LookupError, TypeError):
         return None
     return data
-
-
-def _schema(
-    thread_id: str,
-    owner_id: str | None,
-    thread_metadata: dict[str, Any],
-    messages: Sequence[RoleMessage],
-) -> V1RoleThread:
-    now = time.time()
-    return V1RoleThread(
-        id=thread_id,
-        owner_id=owner_id,
-        public=False,
-        metadata=thread_metadata,
-        messages=[m.to_v1() for m in messages],
-        created=now,
-        updated=now,
-    )
-
-
-# -- async thread I/O ----------------------------------------------------------------------
-
-
-async def aload_messages(
-    store: AsyncThreadStore | None, thread_id: str, last: int | None = None
-) -> list[RoleMessage]:
-    """Return the thread's messages (its last ``last``), images resolved; [] if no thread."""
-    try:
-        thread = await AsyncRoleThread.get(thread_id, last=last, store=store)
-    except ThreadNotFoundError:
-        return []
-    return await thread.messages()
-
-
-async def aappend_messages(
-    store: AsyncThreadStore | None,
-    thread_id: str,
-    owner_id: str | None,
-    thread_metadata: dict[str, Any],
-    messages: Sequence[RoleMessage],
-) -> None:
-    """Append ``messages`` in order, creating the thread with them if it does not exist.
-
-    A new thread is created with all the messages in one insert; an existing one gets
-    them in one update conditional on the version just read (``extend``), so the batch
-    lands whole and contiguous. A conflict re-reads and retries; after
-    ``BATCH_ATTEMPTS`` conflicts in a row the remaining messages are appended one by
-    one with ``add_msg``, whose ``$push`` needs no version, so a writer among many busy
-    ones still lands everything. A thread deleted in between (a concurrent clear) is
-    created again with the messages not yet appended.
-    """
-    pending = list(messages)
-    refused = 0
-    conflicts = 0
-    while pending:
-        try:
-            thread = await AsyncRoleThread.get(thread_id, last=0, store=store)
-        except ThreadNotFoundError:
-            schema = _schema(thread_id, owner_id, thread_metadata, pending)
-            try:
-                await AsyncRoleThread.from_v1(schema, store=store)
-            except InvalidInputError:
-                # Another writer created the thread first (append to theirs), or created
-                # it and a clear deleted it again before the refusal was explained.
-                refused += 1
-                if refused >= CREATE_ATTEMPTS:
-                    raise
-                continue
-            return
-        try:
-            if conflicts < BATCH_ATTEMPTS:
-                await thread.extend(pending)
-                return
-            while pending:
-                await thread.add_msg(pending[0])
-                del pending[0]
-        except VersionConflictError:
-            conflicts += 1
-        except ThreadNotFoundError:
-            continue
-
-
-async def apop_last(store: AsyncThreadStore | None, thread_id: str) -> RoleMessage | None:
-    """Delete the thread's last message and return it (images resolved); None if empty.
-
-    The delete is conditional on the version read with the message, so two pops never
-    take the same message; a pop that loses that race reads again.
-
-    Raises:
-        VersionConflictError: Other writers changed the thread before every one of
-            ``POP_ATTEMPTS`` attempts.
-    """
-    for attempt in range(POP_ATTEMPTS):
-        try:
-            thread = await AsyncRoleThread.get(thread_id, last=1, store=store)
-        except ThreadNotFoundError:
-            return None
-        # Read before deleting: the delete releases the message's GridFS images.
-        loaded = await thread.messages()
-        if not loaded:
-            return None
-        try:
-            await thread.delete_message(loaded[-1].id)
-        except ThreadNotFoundError:
-            return None
-        except (VersionConflictError, MessageNotFoundError):
-            if attempt == POP_ATTEMPTS - 1:
-                raise
-            continue
-        return loaded[-1]
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def adelete_thread(store: AsyncThreadStore | None, thread_id: str) -> None:
-    """Delete the thread and its images; nothing happens if it does not exist."""
-    try:
-        thread = await AsyncRoleThread.get(thread_id, last=0, store=store)
-        await thread.delete()
-    except ThreadNotFoundError:
-        return
-
-
-# -- sync thread I/O (the same steps on RoleThread) -----------------------------------------
-
-
-def load_messages(
-    store: ThreadStore | None, thread_id: str, last: int | None = None
-) -> list[RoleMessage]:
-    """Sync ``aload_messages``."""
-    try:
-        thread = RoleThread.get(thread_id, last=last, store=store)
-    except ThreadNotFoundError:
-        return []
-    return thread.messages()
-
-
-def append_messages(
-    store: ThreadStore | None,
-    thread_id: str,
-    owner_id: str | None,
-    thread_metadata: dict[str, Any],
-    messages: Sequence[RoleMessage],
-) -> None:
-    """Sync ``aappend_messages``."""
-    pending = list(messages)
-    refused = 0
-    conflicts = 0
-    while pending:
-        try:
-            thread = RoleThread.get(thread_id, last=0, store=store)
-        except ThreadNotFoundError:
-            schema = _schema(thread_id, owner_id, thread_metadata, pending)
-            try:
-                RoleThread.from_v1(schema, store=store)
-            except InvalidInputError:
-                refused += 1
-                if refused >= CREATE_ATTEMPTS:
-                    raise
-                continue
-            return
-        try:
-            if conflicts < BATCH_ATTEMPTS:
-                thread.extend(pending)
-                return
-            while pending:
-                thread.add_msg(pending[0])
-                del pending[0]
-        except VersionConflictError:
-            conflicts += 1
-        except ThreadNotFoundError:
-            continue
-
-
-def pop_last(store: ThreadStore | None, thread_id: str) -> RoleMessage | None:
-    """Sync ``apop_last``."""
-    for attempt in range(POP_ATTEMPTS):
-        try:
-            thread = RoleThread.get(thread_id, last=1, store=store)
-        except ThreadNotFoundError:
-            return None
-        loaded = thread.messages()
-        if not loaded:
-            return None
-        try:
-            thread.delete_message(loaded[-1].id)
-        except ThreadNotFoundError:
-            return None
-        except (VersionConflictError, MessageNotFoundError):
-            if attempt == POP_ATTEMPTS - 1:
-                raise
-            continue
-        return loaded[-1]
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def delete_thread(store: ThreadStore | None, thread_id: str) -> None:
-    """Sync ``adelete_thread``."""
-    try:
-        RoleThread.get(thread_id, last=0, store=store).delete()
-    except ThreadNotFoundError:
-        return

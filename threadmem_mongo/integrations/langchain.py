@@ -36,7 +36,7 @@ from langchain_core.messages import (
 
 from threadmem_mongo import ConfigurationError, InvalidInputError, RoleMessage, ThreadStore
 from threadmem_mongo.aio import AsyncThreadStore
-from threadmem_mongo.integrations import _stored_items
+from threadmem_mongo.integrations import _async_thread_io, _stored_items, _thread_io
 from threadmem_mongo.integrations._stored_items import ImageSlot
 
 __all__ = ["METADATA_KEY", "THREAD_METADATA", "ThreadMemChatMessageHistory"]
@@ -160,7 +160,7 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
             ConfigurationError: Only an async store was given.
             ImageNotFoundError: An image stored in GridFS is missing.
         """
-        stored = _stored_items.load_messages(self._sync_store(), self.session_id)
+        stored = _thread_io.load_messages(self._sync_store(), self.session_id)
         return [_langchain_message(message) for message in stored]
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
@@ -187,7 +187,7 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
         store = self._sync_store()
         converted = _stored_messages(messages)
         if converted:
-            _stored_items.append_messages(
+            _thread_io.append_messages(
                 store, self.session_id, self.owner_id, dict(THREAD_METADATA), converted
             )
 
@@ -199,7 +199,7 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
         Raises:
             ConfigurationError: Only an async store was given.
         """
-        _stored_items.delete_thread(self._sync_store(), self.session_id)
+        _thread_io.delete_thread(self._sync_store(), self.session_id)
 
     # -- async API -----------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
             ImageNotFoundError: An image stored in GridFS is missing.
         """
         store = self._async_store_or_default()
-        stored = await _stored_items.aload_messages(store, self.session_id)
+        stored = await _async_thread_io.load_messages(store, self.session_id)
         return [_langchain_message(message) for message in stored]
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
@@ -232,7 +232,7 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
         store = self._async_store_or_default()
         converted = _stored_messages(messages)
         if converted:
-            await _stored_items.aappend_messages(
+            await _async_thread_io.append_messages(
                 store, self.session_id, self.owner_id, dict(THREAD_METADATA), converted
             )
 
@@ -242,7 +242,7 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
         Raises:
             ConfigurationError: Only a sync store was given.
         """
-        await _stored_items.adelete_thread(self._async_store_or_default(), self.session_id)
+        await _async_thread_io.delete_thread(self._async_store_or_default(), self.session_id)
 
 
 # -- messages <-> stored messages ------------------------------------------------------------

@@ -52,6 +52,15 @@ _PLACEHOLDER = "<image>"
 T = TypeVar("T")
 
 
+def _checked_batch(key: object, messages: object, status: object) -> list[RoleMessage]:
+    """The messages of an ``add_messages``/``set_messages`` call, checked and converted."""
+    _check_key(key)
+    if not isinstance(messages, list):
+        raise InvalidInputError(f"messages must be a list, got {type(messages).__name__}")
+    chosen = _required_status(status)
+    return [to_role_message(_check_message(m), chosen) for m in messages]
+
+
 def _check_key(key: object) -> str:
     if not isinstance(key, str) or not key:
         raise InvalidInputError(f"key must be a non-empty string, got {key!r}")
@@ -353,11 +362,7 @@ class ThreadMemChatStore(AsyncDBChatStore):
         Raises:
             InvalidInputError: A bad key, message or status; nothing was written.
         """
-        _check_key(key)
-        if not isinstance(messages, list):
-            raise InvalidInputError(f"messages must be a list, got {type(messages).__name__}")
-        chosen = _required_status(status)
-        stored = [to_role_message(_check_message(m), chosen) for m in messages]
+        stored = _checked_batch(key, messages, status)
         if stored:
             await self._append_marked(key, stored)
 
@@ -392,11 +397,7 @@ class ThreadMemChatStore(AsyncDBChatStore):
         Raises:
             InvalidInputError: A bad key, message or status; nothing was written.
         """
-        _check_key(key)
-        if not isinstance(messages, list):
-            raise InvalidInputError(f"messages must be a list, got {type(messages).__name__}")
-        chosen = _required_status(status)
-        stored = [to_role_message(_check_message(m), chosen) for m in messages]
+        stored = _checked_batch(key, messages, status)
         await self.delete_messages(key)
         if stored:
             await self._append_marked(key, stored)

@@ -25,7 +25,7 @@ from agents.memory.session_settings import coerce_session_settings, resolve_sess
 
 from threadmem_mongo import InvalidInputError, RoleMessage
 from threadmem_mongo.aio import AsyncThreadStore
-from threadmem_mongo.integrations import _stored_items
+from threadmem_mongo.integrations import _async_thread_io, _stored_items
 
 if TYPE_CHECKING:
     from agents import TResponseInputItem
@@ -120,7 +120,7 @@ class ThreadMemSession:
             raise InvalidInputError(f"limit must be a whole number or None, got {limit!r}")
         effective = resolve_session_limit(limit, self.session_settings)
         last = None if effective is None or effective < 0 else effective
-        messages = await _stored_items.aload_messages(self._store, self.session_id, last)
+        messages = await _async_thread_io.load_messages(self._store, self.session_id, last)
         return [_item_of(message) for message in messages]
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
@@ -149,7 +149,7 @@ class ThreadMemSession:
         messages = [_message_of(item, index) for index, item in enumerate(items)]
         if not messages:
             return
-        await _stored_items.aappend_messages(
+        await _async_thread_io.append_messages(
             self._store, self.session_id, self._owner_id, dict(THREAD_METADATA), messages
         )
 
@@ -166,7 +166,7 @@ class ThreadMemSession:
             VersionConflictError: Other writers changed the thread before each of many
                 attempts.
         """
-        message = await _stored_items.apop_last(self._store, self.session_id)
+        message = await _async_thread_io.pop_last(self._store, self.session_id)
         return None if message is None else _item_of(message)
 
     async def clear_session(self) -> None:
@@ -175,7 +175,7 @@ class ThreadMemSession:
         Nothing happens if the thread does not exist; the next ``add_items`` creates it
         again.
         """
-        await _stored_items.adelete_thread(self._store, self.session_id)
+        await _async_thread_io.delete_thread(self._store, self.session_id)
 
 
 def _settings(value: object) -> SessionSettings:
