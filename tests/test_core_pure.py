@@ -31,6 +31,7 @@ from threadmem_mongo._limits import (
     DOCUMENT_BUDGET_BYTES,
     MAX_DOCUMENT_BYTES,
 )
+from threadmem_mongo._state import appended_batch, changed_message, message_changes
 
 TID = "00000000-0000-4000-8000-000000000001"
 MID = "00000000-0000-4000-8000-0000000000aa"
@@ -1095,3 +1096,88 @@ def test_data_uri_splits_and_joins_back() -> None:
 def test_image_format_error_is_an_invalid_input_error() -> None:
     assert issubclass(ImageFormatError, InvalidInputError)
     assert issubclass(InvalidInputError, ValueError)
+
+
+# -- checks of message edits and batches (_state), image placement (_images) -----------
+
+PIXEL_URI = "data:image/png;base64,iVBORw0KGgo="
+
+
+def test_message_changes_keep_only_the_fields_given_checked() -> None:
+    assert message_changes(text="new", metadata=None, private=None) == {"text": "new"}
+    assert message_changes(text=None, metadata={"k": 1}, private=True) == {
+        "metadata": {"k": 1},
+        "private": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"text": None, "metadata": None, "private": None},
+        {"text": 3, "metadata": None, "private": None},
+        {"text": "\ud800", "metadata": None, "private": None},
+        {"text": None, "metadata": {"$bad": 1}, "private": None},
+        {"text": None, "metadata": None, "private": "yes"},
+    ],
+)
+def test_message_changes_refuse_nothing_and_bad_values(fields: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError):
+        message_changes(**fields)
+
+
+def test_changed_message_checks_a_new_text_against_the_images() -> None:
+    with_image = RoleMessage(role="user", text="see <image>", images=[PIXEL_URI])
+    assert changed_message(with_image, {"text": "now <image>"}).text == "now <image>"
+    assert changed_message(with_image, {"text": ""}).images == [PIXEL_URI]
+    with pytest.raises(InvalidInputError):
+        changed_message(with_image, {"text": "two <image> <image>"})
+    plain = RoleMessage(role="user", text="hi")
+    with pytest.raises(InvalidInputError):
+        changed_message(plain, {"text": ""})
+    assert changed_message(plain, {"private": True}).private is True
+
+
+def test_appended_batch_sets_the_thread_and_refuses_what_cannot_append() -> None:
+    first, second = RoleMessage(role="user", text="a"), RoleMessage(role="user", text="b")
+    batch = appended_batch((m for m in [first, second]), "t1", ["old"])
+    assert [(m.id, m.thread_id) for m in batch] == [(first.id, "t1"), (second.id, "t1")]
+    assert appended_batch([], "t1", []) == []
+    other = first.model_copy(update={"thread_id": "t2"})
+    refused: list[tuple[object, list[str]]] = [
+        ("text", []),
+        ({"role": "user"}, []),
+        (5, []),
+        ([{"role": "user", "text": "a"}], []),
+        ([other], []),
+        ([first, first], []),
+        ([first], [first.id]),
+    ]
+    for messages, known in refused:
+        with pytest.raises(InvalidInputError):
+            appended_batch(messages, "t1", known)
+
+
+@pytest.mark.parametrize(
+    ("text", "images", "parts"),
+    [
+        ("hi", ["u1"], [("text", "hi"), ("image", "u1")]),
+        ("", ["u1", "u2"], [("image", "u1"), ("image", "u2")]),
+        (
+            "a <image> b <image>",
+            ["u1", "u2"],
+            [("text", "a"), ("image", "u1"), ("text", "b"), ("image", "u2")],
+        ),
+        ("<image>  <image>", ["u1", "u2"], [("image", "u1"), ("image", "u2")]),
+        ("no images", [], [("text", "no images")]),
+    ],
+)
+def test_placed_parts_put_each_image_at_its_placeholder(
+    text: str, images: list[str], parts: list[tuple[str, str]]
+) -> None:
+    assert _images.placed_parts("m1", text, images) == parts
+
+
+def test_placed_parts_refuse_placeholders_that_do_not_match_the_images() -> None:
+    with pytest.raises(InvalidInputError, match="'m1' has 2 <image> placeholder"):
+        _images.placed_parts("m1", "<image> <image>", ["u1"])
