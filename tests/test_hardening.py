@@ -137,8 +137,16 @@ def test_watch_backlog_after_a_dollar_message_id(wire_store: ThreadStore) -> Non
     thread = RoleThread(store=wire_store)
     thread.add_msg(RoleMessage(role="user", text="odd", id="$_id"))
     thread.post("user", "after it")
-    events = thread.watch(after_message="$_id", idle_timeout=0.5)
-    assert [event.message.text for event in events if event.message] == ["after it"]
+    end = thread.post("system", "end")  # the watch stops here instead of waiting for quiet
+    reported: list[str] = []
+    with contextlib.closing(thread.watch(after_message="$_id", idle_timeout=30)) as events:
+        for event in events:
+            if event.message_id == end.id:
+                break
+            reported.append(event.message.text if event.message else event.kind)
+        else:
+            pytest.fail(f"the watch ended before the last post; it reported {reported}")
+    assert reported == ["after it"]
 
 
 # -- message ids are unique -------------------------------------------------------------------

@@ -428,6 +428,17 @@ def test_after_message_with_an_unknown_id_raises_message_not_found(
         next(iter(thread.watch(after_message="no-such-message", idle_timeout=IDLE)))
 
 
+def events_before(events: Iterator[ThreadEvent], last_message_id: str) -> list[ThreadEvent]:
+    """The events up to the one that adds message ``last_message_id``, which must come."""
+    seen: list[ThreadEvent] = []
+    with contextlib.closing(events):
+        for event in events:
+            if event.kind == "message_added" and event.message_id == last_message_id:
+                return seen
+            seen.append(event)
+    raise AssertionError(f"the watch ended before message {last_message_id} was added: {seen}")
+
+
 def test_resume_after_continues_exactly_after_the_last_handled_event(
     wire_store: ThreadStore,
 ) -> None:
@@ -453,8 +464,12 @@ def test_resume_after_continues_exactly_after_the_last_handled_event(
     later = thread.post("assistant", "later")
     thread.name = "renamed"
     thread.save()
+    # The watches below stop on this post instead of waiting for the server to be quiet.
+    end = thread.post("system", "end")
 
-    resumed = list(thread.watch(resume_after=handled.resume_token, idle_timeout=1.5))
+    resumed = events_before(
+        thread.watch(resume_after=handled.resume_token, idle_timeout=IDLE), end.id
+    )
     assert [(e.kind, e.message_id) for e in resumed] == [
         ("message_added", m2.id),
         ("message_updated", m0.id),
@@ -469,9 +484,10 @@ def test_resume_after_continues_exactly_after_the_last_handled_event(
         "later",
         {"name": "renamed"},
     ]
-    assert [e.version for e in resumed] == list(range(4, thread.version + 1))
-    # Resuming from the last of them reports nothing more.
-    assert list(thread.watch(resume_after=resumed[-1].resume_token, idle_timeout=1.0)) == []
+    assert [e.version for e in resumed] == list(range(4, thread.version))
+    # Resuming from the last of them reports nothing more before the end.
+    after_last = thread.watch(resume_after=resumed[-1].resume_token, idle_timeout=IDLE)
+    assert events_before(after_last, end.id) == []
 
 
 # -- watch_all --------------------------------------------------------------------------------
