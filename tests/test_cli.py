@@ -431,6 +431,7 @@ def test_bad_usage_exits_2_with_usage_on_stderr(
 # -- the embedded server --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_server_start_status_stop_report_the_server_and_exit_codes(
     capsys: pytest.CaptureFixture[str], home: Path
 ) -> None:
@@ -467,6 +468,7 @@ def test_server_start_status_stop_report_the_server_and_exit_codes(
     assert (code, out) == (0, "no server was running\n")
 
 
+@pytest.mark.slow
 def test_a_command_that_starts_the_embedded_store_says_so_once_on_stderr(
     capsys: pytest.CaptureFixture[str], home: Path
 ) -> None:
@@ -514,6 +516,7 @@ def threadmem(*argv: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow
 def test_console_script_lists_shows_and_exports_from_the_uri(
     target: list[str], wire_store: ThreadStore
 ) -> None:
@@ -532,6 +535,7 @@ def test_console_script_lists_shows_and_exports_from_the_uri(
     assert json.loads(exported.stdout) == thread.to_openai()
 
 
+@pytest.mark.slow
 def test_console_script_errors_are_one_line_with_exit_1_and_bad_usage_exits_2(
     target: list[str], home: Path
 ) -> None:
@@ -548,6 +552,7 @@ def test_console_script_errors_are_one_line_with_exit_1_and_bad_usage_exits_2(
     assert "Traceback" not in usage.stderr
 
 
+@pytest.mark.slow
 def test_without_embedded_extra_or_uri_the_command_says_how_to_fix_it(
     tmp_path: Path, home: Path
 ) -> None:

@@ -162,6 +162,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_first_thread_with_nothing_configured_starts_one_server_that_later_processes_reuse(
     home: Path,
 ) -> None:
@@ -214,6 +215,7 @@ print(json.dumps({"id": thread.id, "pid": _embedded.server_status().pid}))
 """
 
 
+@pytest.mark.slow
 def test_processes_starting_together_on_an_empty_home_end_up_on_one_server(
     home: Path, tmp_path: Path
 ) -> None:
@@ -265,6 +267,7 @@ def unrelated_program() -> Iterator[int]:
         process.wait(timeout=CHILD_TIMEOUT)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stale", ["dead pid", "pid reused by another program"])
 def test_stale_state_file_is_replaced_by_a_live_server(
     home: Path, stale: str, request: pytest.FixtureRequest
@@ -291,6 +294,7 @@ def test_stale_state_file_is_replaced_by_a_live_server(
         assert running(other), "stopping the store killed a process that was not its server"
 
 
+@pytest.mark.slow
 def test_state_file_with_a_wrong_port_for_the_live_server_ends_on_one_live_server(
     home: Path,
 ) -> None:
@@ -338,6 +342,7 @@ def test_stop_server_stops_the_process_and_status_reports_none_after(home: Path)
     assert _embedded.stop_server(home) is None
 
 
+@pytest.mark.slow
 def test_starting_the_server_in_process_leaves_no_resource_warning(home: Path) -> None:
     # An app that runs with warnings on (python -X dev, pytest) must not be told that a
     # subprocess it never saw "is still running": the server is meant to outlive the
@@ -349,6 +354,7 @@ def test_starting_the_server_in_process_leaves_no_resource_warning(home: Path) -
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
+@pytest.mark.slow
 def test_quickstart_example_on_a_fresh_home_prints_the_second_process_line(
     home: Path, tmp_path: Path
 ) -> None:
@@ -378,6 +384,7 @@ def test_quickstart_example_on_a_fresh_home_prints_the_second_process_line(
 # -- one home, however it is spelled --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_relative_home_starts_and_is_recorded_as_its_absolute_path(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -394,6 +401,7 @@ def test_a_relative_home_starts_and_is_recorded_as_its_absolute_path(
     assert [m.text for m in RoleThread.get(thread.id).messages()] == ["stored"]
 
 
+@pytest.mark.slow
 def test_a_home_through_a_symlink_and_its_real_path_is_one_store(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -412,6 +420,7 @@ def test_a_home_through_a_symlink_and_its_real_path_is_one_store(
     assert servers_of(home) == [through_link.pid]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spelling", ["symlink", "relative", "real"])
 def test_server_stop_through_any_spelling_of_the_home_stops_the_server(
     home: Path,
@@ -518,6 +527,7 @@ print(_embedded.ensure_server().port)
 CHILD_RESTARTS_SERVER = CHILD_STOPS_SERVER + CHILD_STARTS_SERVER
 
 
+@pytest.mark.slow
 def test_objects_of_a_long_running_process_reconnect_after_another_process_restarts_the_server(
     home: Path,
 ) -> None:
@@ -537,6 +547,7 @@ def test_objects_of_a_long_running_process_reconnect_after_another_process_resta
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_async_objects_reconnect_after_another_process_restarts_the_server(
     home: Path,
@@ -569,6 +580,7 @@ def port_held(port: int) -> Iterator[None]:
         yield
 
 
+@pytest.mark.slow
 def test_default_store_follows_a_server_restarted_on_a_new_port(home: Path) -> None:
     thread = RoleThread(name="long-running")
     thread.post("user", "before the restart")
@@ -591,6 +603,7 @@ def test_default_store_follows_a_server_restarted_on_a_new_port(home: Path) -> N
             thread.post("user", "through the old client")
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_async_default_store_follows_a_server_restarted_on_a_new_port(home: Path) -> None:
     try:
@@ -617,6 +630,7 @@ async def test_async_default_store_follows_a_server_restarted_on_a_new_port(home
 # -- durability -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_embedded_store_journals_every_write_in_both_apis(home: Path) -> None:
     sync_concern = _config.default_store().collection.write_concern
     async_concern = _config.async_default_store().collection.write_concern

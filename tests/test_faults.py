@@ -258,6 +258,7 @@ def test_write_concern_error_the_driver_does_not_retry_is_store_unavailable_and_
 HOLD_UPDATE = {"failCommands": ["update"], "blockConnection": True, "blockTimeMS": BLOCK_MS}
 
 
+@pytest.mark.slow
 def test_post_held_back_until_after_the_driver_retried_it_lands_once(
     impatient_store: ThreadStore,
     arm: Arm,
@@ -277,6 +278,7 @@ def test_post_held_back_until_after_the_driver_retried_it_lands_once(
     assert thread.version == 2
 
 
+@pytest.mark.slow
 def test_post_held_back_past_both_attempts_raises_and_its_retry_lands_it_once(
     impatient_store: ThreadStore,
     arm: Arm,
@@ -314,6 +316,7 @@ def own_server(tmp_path: Path) -> Iterator[SecantusServer]:
         server.kill()  # its data is this test's temporary folder, nothing to shut down for
 
 
+@pytest.mark.slow
 def test_server_stopped_and_restarted_under_a_run_of_posts_loses_and_repeats_nothing(
     own_server: SecantusServer,
 ) -> None:
@@ -366,6 +369,7 @@ def test_server_stopped_and_restarted_under_a_run_of_posts_loses_and_repeats_not
     assert RoleThread.get(thread.id).name == "after the restart"
 
 
+@pytest.mark.slow
 def test_calls_on_a_server_that_died_raise_store_unavailable_bounded_by_the_timeout(
     own_server: SecantusServer,
 ) -> None:

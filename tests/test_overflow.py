@@ -348,6 +348,7 @@ def counted(wire_uri: str) -> Iterator[tuple[ThreadStore, Commands]]:
     client.close()
 
 
+@pytest.mark.slow
 @pytest.mark.wire
 def test_the_newest_20_are_one_command_and_a_long_thread_a_few(
     counted: tuple[ThreadStore, Commands],
@@ -400,6 +401,7 @@ def test_compact_moves_threads_written_before_the_limits_into_pages(store: Threa
     assert texts(RoleThread.get(old.id, store=store)) == [f"m{i}" for i in range(23)]
 
 
+@pytest.mark.slow
 @pytest.mark.wire
 def test_threadmem_compact_moves_one_thread_or_all(wire_uri: str, wire_store: ThreadStore) -> None:
     from threadmem_mongo._cli import main

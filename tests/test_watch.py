@@ -248,6 +248,7 @@ def test_watch_reports_images_from_gridfs_as_the_data_uri_posted(wire_store: Thr
     ]
 
 
+@pytest.mark.slow
 def test_watcher_in_another_process_receives_posts_in_order(
     wire_uri: str, wire_store: ThreadStore
 ) -> None:
@@ -717,6 +718,7 @@ def test_idle_timeout_ends_a_quiet_watch_after_waiting_on_the_server(
 # -- servers without change streams ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_watch_on_a_standalone_server_says_a_replica_set_is_needed(
     own_server_factory: Callable[..., SecantusServer],
 ) -> None:
@@ -758,6 +760,7 @@ def test_watch_on_mongomock_raises_configuration_error() -> None:
 # -- the example ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_bots_async_example_asks_three_questions_and_gets_three_answers(
     wire_uri: str, wire_client: MongoClient[Document]
 ) -> None:

@@ -174,6 +174,7 @@ def test_post_with_a_large_image_sends_the_blob_apart_from_the_thread_update(
 # -- conditional changes and touch on a long thread -------------------------------------------
 
 
+@pytest.mark.slow
 def test_edit_delete_and_touch_on_a_partial_2000_message_thread_are_one_command_each(
     monitored_store: ThreadStore, recorder: Recorder
 ) -> None:
@@ -199,6 +200,7 @@ def test_edit_delete_and_touch_on_a_partial_2000_message_thread_are_one_command_
 # -- reads -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_get_last_20_is_one_command_whose_reply_holds_20_messages(
     monitored_store: ThreadStore, recorder: Recorder
 ) -> None:
@@ -218,6 +220,7 @@ def test_get_last_20_is_one_command_whose_reply_holds_20_messages(
     ]
 
 
+@pytest.mark.slow
 def test_history_page_is_one_command_whose_reply_holds_only_that_page(
     monitored_store: ThreadStore, recorder: Recorder
 ) -> None:
@@ -236,6 +239,7 @@ def test_history_page_is_one_command_whose_reply_holds_only_that_page(
     assert recorder.reply_bytes < whole_size / 20
 
 
+@pytest.mark.slow
 def test_find_of_50_threads_without_messages_transfers_no_messages(
     monitored_store: ThreadStore, recorder: Recorder
 ) -> None:
