@@ -132,41 +132,41 @@ async def test_posts_past_the_limit_read_back_whole_and_in_order_through_both_ap
     assert [m.id for m in await reloaded.messages()] == [m.id for m in await thread.messages()]
 
 
-@pytest.mark.parametrize("last", [0, 1, 2, 3, 4, 5, 8, 20, 31, 100])
 async def test_get_last_reads_the_newest_below_and_above_the_inline_count(
-    small: AsyncThreadStore, sync_small: ThreadStore, last: int
+    small: AsyncThreadStore, sync_small: ThreadStore
 ) -> None:
-    thread = await long_thread(small, 31)
+    thread = await long_thread(small, 31)  # one thread for every count: reads change nothing
     inline = len(stored(sync_small.collection, thread.id)["messages"])
     assert 1 <= inline <= LIMIT
 
-    loaded = await AsyncRoleThread.get(thread.id, last=last, store=small)
+    for last in [0, 1, 2, 3, 4, 5, 8, 20, 31, 100]:
+        loaded = await AsyncRoleThread.get(thread.id, last=last, store=small)
 
-    expected = names(31)[31 - min(last, 31) :]
-    assert await texts(loaded) == expected
-    assert sync_texts(sync_small, thread.id, last=last) == expected
-    assert loaded.message_count == 31
-    assert loaded.version == thread.version
-    assert loaded.is_partial == (last < 31)
+        expected = names(31)[31 - min(last, 31) :]
+        assert await texts(loaded) == expected, last
+        assert sync_texts(sync_small, thread.id, last=last) == expected, last
+        assert loaded.message_count == 31, last
+        assert loaded.version == thread.version, last
+        assert loaded.is_partial == (last < 31), last
 
 
-@pytest.mark.parametrize("limit", [1, 2, 3, 5, 50])
 async def test_history_pages_back_through_pages_to_the_first_message(
-    small: AsyncThreadStore, sync_small: ThreadStore, limit: int
+    small: AsyncThreadStore, sync_small: ThreadStore
 ) -> None:
-    thread = await long_thread(small, 23)
+    thread = await long_thread(small, 23)  # one thread for every page size: reads change nothing
     sync_thread = RoleThread.get(thread.id, last=1, store=sync_small)
 
-    collected: list[str] = []
-    page = await thread.history(limit=limit)
-    assert [m.id for m in sync_thread.history(limit=limit)] == [m.id for m in page]
-    while page:
-        assert 1 <= len(page) <= limit
-        collected = [m.text for m in page] + collected
-        sync_page = sync_thread.history(before=page[0].id, limit=limit)
-        page = await thread.history(before=page[0].id, limit=limit)
-        assert [m.id for m in sync_page] == [m.id for m in page]
-    assert collected == names(23)
+    for limit in [1, 2, 3, 5, 50]:
+        collected: list[str] = []
+        page = await thread.history(limit=limit)
+        assert [m.id for m in sync_thread.history(limit=limit)] == [m.id for m in page], limit
+        while page:
+            assert 1 <= len(page) <= limit
+            collected = [m.text for m in page] + collected
+            sync_page = sync_thread.history(before=page[0].id, limit=limit)
+            page = await thread.history(before=page[0].id, limit=limit)
+            assert [m.id for m in sync_page] == [m.id for m in page], limit
+        assert collected == names(23), limit
     with pytest.raises(MessageNotFoundError):
         await thread.history(before="no-such-message")
 
