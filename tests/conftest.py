@@ -75,18 +75,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def wire_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start an in-memory SecantusDB server for the session and yield its URI."""
+    workdir = tmp_path_factory.mktemp("secantus")
     server = SecantusServer(
-        tmp_path_factory.mktemp("secantus"),
+        workdir,
         ":memory:",
         "--enable-test-commands",
         start_timeout=START_TIMEOUT,
         attempts=START_ATTEMPTS,
     )
-    uri = server.start()
+    with pytest.MonkeyPatch.context() as patch:
+        # The in-memory store keeps its scratch files in a temporary folder: in the
+        # session's own, so that killing the server (a clean stop takes seconds) leaves
+        # nothing behind that pytest does not remove with its temporary folders.
+        patch.setenv("TMPDIR", str(workdir))
+        uri = server.start()
     try:
         yield uri
     finally:
-        server.kill()  # its storage is memory: nothing to shut down for
+        server.kill()
 
 
 @pytest.fixture(scope="session")
@@ -176,6 +182,9 @@ def _collect_async_client_sockets(request: pytest.FixtureRequest) -> Iterator[No
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "unclosed <socket", ResourceWarning)
             gc.collect()
+        # What outlived the test (session fixtures, caches) is left out of the next
+        # collection, which then scans only what the next test made.
+        gc.freeze()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -963,6 +963,7 @@ async def test_default_store_is_the_configured_async_store(
     assert await explicit.get_session(**A, session_id="s1") is not None
 
 
+@pytest.mark.slow
 async def test_long_session_reads_only_a_slice_for_recent_events(
     service: ThreadMemSessionService,
 ) -> None:
@@ -1112,6 +1113,7 @@ RELOAD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 async def test_runner_with_scripted_model_persists_and_another_reader_reloads(
     service: ThreadMemSessionService,
     async_store: AsyncThreadStore,

@@ -640,6 +640,7 @@ async def test_runnable_with_message_history_uses_the_native_async_methods(
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_a_conversation_is_read_back_by_a_second_process(
     async_store: AsyncThreadStore, backend: str, request: pytest.FixtureRequest

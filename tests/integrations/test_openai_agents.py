@@ -681,6 +681,7 @@ async def test_runner_persists_a_tool_using_run_like_sqlite_session(
     assert "sunny in Paris" in json.dumps(model.inputs[-1])
 
 
+@pytest.mark.slow
 async def test_a_run_is_read_back_by_a_second_session(
     async_store: AsyncThreadStore, backend: str, request: pytest.FixtureRequest
 ) -> None:
