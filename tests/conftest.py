@@ -69,6 +69,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.definition.add_marker(pytest.mark.parametrize("backend", chosen, indirect=True))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """How many workers ``-n auto`` (set in pyproject.toml) starts: one per CPU (up to
+    ``--maxprocesses``) for the suite or a folder of it, each with its own SecantusDB
+    server; none for named test files or tests, or with ``-s``, where starting workers
+    costs more than it saves or would hide the output."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    named = any("::" in arg or Path(arg.split("::")[0]).is_file() for arg in config.args)
+    if named or config.option.capture == "no":
+        return 0
+    return None
+
+
 # -- the SecantusDB server -------------------------------------------------------------
 
 

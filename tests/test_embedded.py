@@ -328,6 +328,7 @@ def test_without_server_executable_or_uri_the_error_names_both_fixes(
     assert servers_of(home) == []
 
 
+@pytest.mark.slow
 def test_stop_server_stops_the_process_and_status_reports_none_after(home: Path) -> None:
     started = _embedded.ensure_server(home)
     assert _embedded.server_status(home) == started

@@ -342,6 +342,7 @@ def test_copy_keeps_unsaved_fields_and_does_not_change_the_object(
     assert made.messages()[0].images == [big_image()]
 
 
+@pytest.mark.slow
 @pytest.mark.wire
 def test_copies_racing_deletes_never_lose_images(wire_store: ThreadStore) -> None:
     rounds = 40

@@ -181,6 +181,7 @@ async def test_copy_of_a_stale_object_reads_the_stored_thread(
     assert snapshot(async_raw) == before
 
 
+@pytest.mark.slow
 async def test_copies_racing_deletes_never_lose_images(async_store: AsyncThreadStore) -> None:
     for _ in range(20):
         source = await AsyncRoleThread.create(store=async_store)

@@ -549,6 +549,7 @@ def test_a_mover_paused_while_another_moves_neither_duplicates_nor_loses(
     assert slow.version == assert_layout(small, thread.id, [*expected, "after"])["version"]
 
 
+@pytest.mark.slow
 @pytest.mark.backends("wire", reason="mongomock's client is not safe to share across threads")
 def test_two_objects_posting_from_threads_move_without_duplicates_or_losses(
     small: ThreadStore,
@@ -583,6 +584,7 @@ def test_two_objects_posting_from_threads_move_without_duplicates_or_losses(
     assert len(doc["messages"]) <= LIMIT + 1
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_tasks_posting_through_stale_objects_move_without_duplicates_or_losses(
     async_small: AsyncThreadStore, sync_twin: ThreadStore
