@@ -363,7 +363,7 @@ def test_limit_out_of_range_is_bad_usage_refused_before_connecting(
 def test_unreachable_server_is_one_error_line_and_exit_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("THREADMEM_TIMEOUT", "0.5")
+    monkeypatch.setenv("THREADMEM_TIMEOUT", "0.1")
 
     code, _, err = run(capsys, "--uri", DEAD_URI, "ls")
 

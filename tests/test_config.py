@@ -229,27 +229,27 @@ def assert_gives_up_after(client: MongoClient[Any], seconds: float) -> None:
 
 
 def test_dead_server_raises_store_unavailable_quickly() -> None:
-    threadmem_mongo.configure(uri=DEAD_URI, timeout=0.5)
+    threadmem_mongo.configure(uri=DEAD_URI, timeout=0.1)
     with pytest.raises(StoreUnavailableError) as info:
         RoleThread()
     assert isinstance(info.value.__cause__, ServerSelectionTimeoutError)
-    assert_gives_up_after(_config.default_store().collection.database.client, 0.5)
+    assert_gives_up_after(_config.default_store().collection.database.client, 0.1)
 
 
 def test_dead_server_from_env_timeout_raises_store_unavailable_quickly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("THREADMEM_MONGODB_URI", DEAD_URI)
-    monkeypatch.setenv("THREADMEM_TIMEOUT", "0.5")
+    monkeypatch.setenv("THREADMEM_TIMEOUT", "0.1")
     with pytest.raises(StoreUnavailableError) as info:
         RoleThread.get("some-id")
     assert isinstance(info.value.__cause__, ServerSelectionTimeoutError)
-    assert_gives_up_after(_config.default_store().collection.database.client, 0.5)
+    assert_gives_up_after(_config.default_store().collection.database.client, 0.1)
 
 
 def test_store_on_a_dead_client_raises_store_unavailable() -> None:
     client: MongoClient[dict[str, Any]] = MongoClient(
-        DEAD_URI, serverSelectionTimeoutMS=500, connectTimeoutMS=500
+        DEAD_URI, serverSelectionTimeoutMS=100, connectTimeoutMS=100
     )
     try:
         store = ThreadStore(client["db"]["threads"])

@@ -706,13 +706,13 @@ def test_idle_timeout_ends_a_quiet_watch_after_waiting_on_the_server(
     try:
         store = ThreadStore(client[wire_store.collection.database.name]["threads"])
         thread = RoleThread(store=store)
-        assert list(thread.watch(idle_timeout=0.5)) == []
+        assert list(thread.watch(idle_timeout=0.1)) == []
     finally:
         client.close()
     # It ended on the server's silence: it asked the server to wait the idle time for
     # changes, rather than giving up before asking.
     assert listener.waits
-    assert all(wait == 500 for wait in listener.waits)
+    assert all(wait == 100 for wait in listener.waits)
 
 
 # -- servers without change streams ----------------------------------------------------------
