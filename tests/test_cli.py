@@ -375,7 +375,7 @@ def test_unreachable_server_is_one_error_line_and_exit_1(
 def test_a_server_that_does_not_answer_at_once_is_named_on_stderr_before_the_wait(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("THREADMEM_TIMEOUT", "1")
+    monkeypatch.setenv("THREADMEM_TIMEOUT", "0.3")
     monkeypatch.setattr(_cli, "QUIET_WAIT", 0.1)
 
     code, out, err = run(capsys, "--uri", DEAD_URI, "ls")
@@ -383,7 +383,7 @@ def test_a_server_that_does_not_answer_at_once_is_named_on_stderr_before_the_wai
     assert (code, out) == (1, "")
     notice, error = err.splitlines()
     assert notice == (
-        "threadmem: waiting up to 1 s for MongoDB at 127.0.0.1:1 (THREADMEM_TIMEOUT sets how long)"
+        "threadmem: waiting up to 0.3 s for MongoDB at 127.0.0.1:1 (THREADMEM_TIMEOUT sets how long)"
     )
     assert_one_error_line(error, "MongoDB did not answer", "THREADMEM_TIMEOUT")
 

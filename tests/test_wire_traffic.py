@@ -120,6 +120,7 @@ def first_batch(reply: Document) -> list[Document]:
 # -- posts -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_post_to_a_2000_message_thread_is_one_command_with_a_reply_under_2_kb(
     monitored_store: ThreadStore, recorder: Recorder
 ) -> None:
