@@ -28,9 +28,7 @@ from threadmem_mongo._capabilities import (
     has_index_of_array,
 )
 from threadmem_mongo._driver import translated
-from threadmem_mongo._images import (
-    DEFAULT_BLOB_THRESHOLD,
-)
+from threadmem_mongo._images import DEFAULT_BLOB_THRESHOLD
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 from threadmem_mongo.errors import (
     ConfigurationError,
