@@ -383,7 +383,8 @@ def test_a_server_that_does_not_answer_at_once_is_named_on_stderr_before_the_wai
     assert (code, out) == (1, "")
     notice, error = err.splitlines()
     assert notice == (
-        "threadmem: waiting up to 0.3 s for MongoDB at 127.0.0.1:1 (THREADMEM_TIMEOUT sets how long)"
+        "threadmem: waiting up to 0.3 s for MongoDB at 127.0.0.1:1 "
+        "(THREADMEM_TIMEOUT sets how long)"
     )
     assert_one_error_line(error, "MongoDB did not answer", "THREADMEM_TIMEOUT")
 
