@@ -37,6 +37,7 @@ How the text is rewritten:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import keyword
@@ -46,6 +47,8 @@ import sys
 import tokenize
 from collections.abc import Iterator
 from pathlib import Path
+
+from ruff.__main__ import find_ruff_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "threadmem_mongo"
@@ -382,12 +385,14 @@ def _apply(text: str, edits: list[Edit]) -> str:
     return "".join(pieces)
 
 
+@functools.cache
 def _ruff(text: str, filename: str) -> str:
     """Sort imports, drop those the sync code no longer uses, and format ``text`` with
-    ruff, as the rest of the package is."""
+    ruff, as the rest of the package is. The same text formats the same way, so a run
+    that translates a module again (``--check``, then a rewrite) asks ruff once."""
     for command in (["check", "--select", "I,F401", "--fix", "--quiet"], ["format", "--quiet"]):
         result = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, "--stdin-filename", filename, "-"],
+            [find_ruff_bin(), *command, "--stdin-filename", filename, "-"],
             input=text,
             capture_output=True,
             text=True,
