@@ -142,7 +142,8 @@ def render(page: Page, section: dict[str, Any]) -> list[str]:
     """Section 5: a row per operation with its commands and bytes."""
     lines = [
         f"On the wire server, a thread of {section['length']:,} messages, after the "
-        "store's first use (which also sends one `createIndexes` per index). "
+        "store's first use (which also creates the indexes: one `createIndexes` per "
+        "collection, one more for the message-id index, and one `listIndexes`). "
         "Deterministic: the same code sends the same commands on any machine.",
         "",
     ]

@@ -12,6 +12,7 @@ import gc
 import os
 import uuid
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,10 +110,23 @@ def wire_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.kill()
 
 
+#: Clients of the session's in-memory SecantusDB server. Test databases there are left in
+#: place rather than dropped after each test: the server is killed at the end of the
+#: session, and dropping them cost seconds of a run.
+_THROWAWAY_CLIENTS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _on_throwaway_server(client: Any) -> bool:
+    """Whether ``client`` is one of the session server's own (not mongomock, not
+    ``THREADMEM_TEST_MONGODB_URI``)."""
+    return client in _THROWAWAY_CLIENTS
+
+
 @pytest.fixture(scope="session")
 def wire_client(wire_uri: str) -> Iterator[MongoClient[Document]]:
     """One client for the SecantusDB server, shared by the session."""
     client: MongoClient[Document] = MongoClient(wire_uri, serverSelectionTimeoutMS=5000)
+    _THROWAWAY_CLIENTS.add(client)
     yield client
     client.close()
 
@@ -233,7 +247,8 @@ def store_factory() -> Iterator[Callable[..., ThreadStore]]:
 
     yield make
     for client, name in made:
-        client.drop_database(name)
+        if not _on_throwaway_server(client):
+            client.drop_database(name)
 
 
 @pytest.fixture
@@ -280,6 +295,8 @@ async def async_client(
         return
     uri = request.getfixturevalue("wire_uri" if backend == "wire" else "external_uri")
     client: AsyncMongoClient[Document] = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
+    if backend == "wire":
+        _THROWAWAY_CLIENTS.add(client)
     try:
         yield client
     finally:
@@ -301,7 +318,8 @@ async def async_store(async_client: Any, db_client: Any) -> AsyncIterator[AsyncT
         yield _config.async_default_store()
     finally:
         _config.reset()
-        await async_client.drop_database(name)
+        if not _on_throwaway_server(async_client):
+            await async_client.drop_database(name)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo import IndexModel
 from pymongo import errors as mongo_errors
 
 from threadmem_mongo._async_collection import AsyncGuardedCollection
@@ -44,6 +45,7 @@ CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "delete_many": (({"_id": "t1"},), {}),
     "find_one_and_delete": (({"_id": "t1"},), {}),
     "create_index": (([("created", 1)],), {}),
+    "create_indexes": (([IndexModel([("created", 1)])],), {}),
 }
 
 #: A driver error, and the library error it must become.

@@ -22,9 +22,11 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from typing import Any
 
+from pymongo import IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
+from threadmem_mongo._capabilities import builds_index_models
 from threadmem_mongo._driver import translated_errors
 
 Document = dict[str, Any]
@@ -170,6 +172,17 @@ class AsyncGuardedCollection:
         """Delete the first document matching ``query`` and return it (None if none)."""
         with _guarded((), query):
             return await self.raw.find_one_and_delete(dict(query), projection)
+
+    async def create_indexes(self, indexes: Sequence[IndexModel]) -> list[str]:
+        """Create the ``indexes`` that do not exist, in one command; return their names."""
+        with _guarded(()):
+            if builds_index_models(self.raw):
+                return await self.raw.create_indexes(list(indexes))
+            return [
+                await self.raw.create_index(list(model.document["key"].items()), **options)
+                for model in indexes
+                for options in [{k: v for k, v in model.document.items() if k != "key"}]
+            ]
 
     async def create_index(
         self, keys: Sequence[tuple[str, int]], *, keep: Keep = (), **options: Any

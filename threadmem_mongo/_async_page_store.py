@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -70,8 +70,9 @@ class AsyncPageStore:
 
     async def ensure_indexes(self) -> None:
         """Create the pages collection's indexes. Idempotent."""
-        for name, keys, options in PAGE_INDEXES:
-            await self._collection.create_index(keys, name=name, **options)
+        await self._collection.create_indexes(
+            [IndexModel(keys, name=name, **options) for name, keys, options in PAGE_INDEXES]
+        )
 
     async def write(self, page: Mapping[str, Any]) -> bool:
         """Write a page built from the thread at ``page["version"]``.

@@ -13,7 +13,7 @@ import datetime
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
@@ -187,11 +187,12 @@ class AsyncThreadStore:
         async with self._index_lock:
             if self._indexes_ready:
                 return
-            for name, keys in INDEXES:
-                await self._collection.create_index(keys, name=name)
-            await self._ensure_message_id_index()
             ttl_name, ttl_keys = TTL_INDEX
-            await self._collection.create_index(ttl_keys, name=ttl_name, expireAfterSeconds=0)
+            await self._collection.create_indexes(
+                [IndexModel(keys, name=name) for name, keys in INDEXES]
+                + [IndexModel(ttl_keys, name=ttl_name, expireAfterSeconds=0)]
+            )
+            await self._ensure_message_id_index()
             await self._pages.ensure_indexes()
             await self._blobs.ensure_indexes()
             self._indexes_ready = True

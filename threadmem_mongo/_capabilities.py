@@ -97,3 +97,20 @@ def enforces_unique_array_keys(collection: object) -> bool:
         False for mongomock, True otherwise.
     """
     return not is_mongomock(collection)
+
+
+def builds_index_models(collection: object) -> bool:
+    """Return whether ``create_indexes`` on ``collection`` keeps every option of each
+    ``IndexModel``.
+
+    mongomock's ``create_indexes`` drops options such as ``partialFilterExpression`` and
+    records the keys in a form ``index_information`` does not give back as a list, so a
+    store on it creates each index with ``create_index`` instead.
+
+    Args:
+        collection: A collection, or an adapter over one.
+
+    Returns:
+        False for mongomock, True otherwise.
+    """
+    return not is_mongomock(collection)
