@@ -19,7 +19,6 @@ synchronous ``_collection.py``. Edit this file, then run ``python tools/synchro.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager as ContextManager
 from typing import Any
 
 from pymongo import IndexModel
@@ -45,7 +44,7 @@ def _thread_of(*documents: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _guarded(keep: Keep, *documents: Mapping[str, Any] | None) -> ContextManager[None]:
+def _guarded(keep: Keep, *documents: Mapping[str, Any] | None) -> translated_errors:
     return translated_errors(_thread_of(*documents), keep=keep)
 
 

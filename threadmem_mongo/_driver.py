@@ -6,8 +6,7 @@ text of a message.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from pymongo import errors as mongo_errors
 
@@ -30,24 +29,37 @@ _TOO_LARGE_CODES = frozenset({10334, 17419, 17420, 13548})
 _NOT_ALLOWED_CODES = frozenset({13, 18})
 
 
-@contextmanager
-def translated_errors(
-    thread_id: str | None = None, *, keep: tuple[type[BaseException], ...] = ()
-) -> Iterator[None]:
+class translated_errors:  # noqa: N801 - used as a function: ``with translated_errors():``
     """Run the block, raising driver errors as ``ThreadMemError`` subclasses.
+
+    A class rather than a generator, as it wraps every command a store sends.
 
     Args:
         thread_id: The thread the block is about, named by the errors it raises.
         keep: Driver errors the caller decides on itself: they are raised as they are.
     """
-    try:
-        yield
-    except ThreadMemError:
-        raise
-    except keep:
-        raise
-    except (mongo_errors.PyMongoError, mongo_errors.DocumentTooLarge) as exc:
-        raise translated(exc, thread_id) from exc
+
+    __slots__ = ("keep", "thread_id")
+
+    def __init__(
+        self, thread_id: str | None = None, *, keep: tuple[type[BaseException], ...] = ()
+    ) -> None:
+        self.thread_id = thread_id
+        self.keep = keep
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is None or isinstance(error, (ThreadMemError, *self.keep)):
+            return
+        if isinstance(error, (mongo_errors.PyMongoError, mongo_errors.DocumentTooLarge)):
+            raise translated(error, self.thread_id) from error
 
 
 def translated(exc: Exception, thread_id: str | None = None) -> ThreadMemError:
