@@ -33,7 +33,6 @@ from threadmem_mongo.errors import ThreadMemError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 #: Seconds a server may take to answer before the command says that it is waiting.
 QUIET_WAIT = 1.0
