@@ -169,8 +169,9 @@ class RoleMessage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     # The sync message search behind ``find``, set by the query layer
-    # (``threadmem_mongo._thread_lookup``), which this value object cannot import: the
-    # stores that it sits on build RoleMessages.
+    # (``threadmem_mongo._thread_lookup``) when the package is imported. That layer
+    # imports the document code and the stores, which build RoleMessages, so importing it
+    # from here would be a circle.
     _search: ClassVar[Callable[..., Any]]
 
     role: str
