@@ -1181,3 +1181,12 @@ def test_placed_parts_put_each_image_at_its_placeholder(
 def test_placed_parts_refuse_placeholders_that_do_not_match_the_images() -> None:
     with pytest.raises(InvalidInputError, match="'m1' has 2 <image> placeholder"):
         _images.placed_parts("m1", "<image> <image>", ["u1"])
+
+
+def test_message_size_change_is_the_difference_of_the_two_elements() -> None:
+    old = RoleMessage(role="user", text="short")
+    new = old.model_copy(update={"text": "a good deal longer"})
+    grown = _document.message_size_change(old, new)
+    assert grown == len("a good deal longer") - len("short")
+    assert _document.message_size_change(new, old) == -grown
+    assert _document.message_size_change(old, old) == 0

@@ -113,7 +113,7 @@ class AsyncThreadEdits:
             new = changed_message(old, changes)
             missing = lambda: MessageNotFoundError(self.id, message_id)  # noqa: E731
             if page is None:
-                delta = self._size_delta(old, new)
+                delta = _document.message_size_change(old, new)
                 built = _updates.edit_message(
                     self.id, self.version, message_id, changes, delta, time.time()
                 )
@@ -192,7 +192,9 @@ class AsyncThreadEdits:
             state = self._state
             inline = {i: new for i, new in changed.items() if not state.is_paged(i)}
             paged = {new.id: new for i, new in changed.items() if state.is_paged(i)}
-            delta = sum(self._size_delta(state.messages[i], new) for i, new in inline.items())
+            delta = sum(
+                _document.message_size_change(state.messages[i], new) for i, new in inline.items()
+            )
             built = _updates.edit_messages_at(
                 self.id,
                 self.version,
@@ -236,9 +238,3 @@ class AsyncThreadEdits:
             )
             for page, ids in sorted(by_page.items())
         ]
-
-    @staticmethod
-    def _size_delta(old: RoleMessage, new: RoleMessage) -> int:
-        return _document.element_size(_document.message_to_document(new)) - _document.element_size(
-            _document.message_to_document(old)
-        )

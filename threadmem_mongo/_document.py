@@ -157,6 +157,11 @@ def element_size(subdocument: Mapping[str, Any]) -> int:
     return len(bson.encode(subdocument)) + ARRAY_ELEMENT_OVERHEAD_BYTES
 
 
+def message_size_change(old: RoleMessage, new: RoleMessage) -> int:
+    """Return how many bytes replacing message ``old`` by ``new`` adds to the document."""
+    return element_size(message_to_document(new)) - element_size(message_to_document(old))
+
+
 def fields_size(fields: Mapping[str, Any]) -> int:
     """Return the bytes the top-level ``fields`` take in the thread document."""
     return len(bson.encode(dict(fields)))
