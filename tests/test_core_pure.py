@@ -31,7 +31,12 @@ from threadmem_mongo._limits import (
     DOCUMENT_BUDGET_BYTES,
     MAX_DOCUMENT_BYTES,
 )
-from threadmem_mongo._state import appended_batch, changed_message, message_changes
+from threadmem_mongo._state import (
+    appended_batch,
+    apply_catch_up,
+    changed_message,
+    message_changes,
+)
 
 TID = "00000000-0000-4000-8000-000000000001"
 MID = "00000000-0000-4000-8000-0000000000aa"
@@ -1190,3 +1195,58 @@ def test_message_size_change_is_the_difference_of_the_two_elements() -> None:
     assert grown == len("a good deal longer") - len("short")
     assert _document.message_size_change(new, old) == -grown
     assert _document.message_size_change(old, old) == 0
+
+
+def catch_up_read(state: ThreadState, page: list[RoleMessage], **changes: Any) -> dict[str, Any]:
+    """What ``ThreadStore.catch_up`` returns when others appended ``page`` to ``state``."""
+    found: dict[str, Any] = {
+        **_document.editable_fields(state),
+        "roles": [_document.role_to_document(role) for role in state.roles.values()],
+        "expires_at": None,
+        "ttl": None,
+        "version": state.version + len(page),
+        "message_count": state.message_count + len(page),
+        "size_bytes": 999,
+        "updated": NOW + 5,
+        "index": 0,
+        "page": [_document.message_to_document(m) for m in page],
+    }
+    found.update(changes)
+    return found
+
+
+def test_a_catch_up_of_appends_only_brings_the_state_to_the_store() -> None:
+    state = make_state(message_count=1)
+    saved = _document.editable_fields(state)
+    others = [RoleMessage(role="user", text=f"m{i}", thread_id=TID) for i in range(2)]
+    assert apply_catch_up(state, saved, catch_up_read(state, others, page_count=1)) is False
+    assert (state.version, len(state.messages)) == (0, 1)  # a page came without its version
+
+    found = catch_up_read(state, others, version=3, page_count=1, paged_count=4)
+    assert apply_catch_up(state, saved, found) is True
+    assert [m.text for m in state.messages[1:]] == ["m0", "m1"]
+    assert (state.version, state.message_count, state.size_bytes) == (3, 3, 999)
+    assert (state.page_count, state.paged_count, state.updated) == (1, 4, NOW + 5)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"index": -1},
+        {"version": 3},
+        {"message_count": 5},
+        {"name": "renamed by another object"},
+        {"roles": []},
+        {"ttl": 60},
+    ],
+    ids=["message-gone", "other-change", "deletion", "saved-field", "roles", "expiry"],
+)
+def test_a_catch_up_that_shows_other_changes_leaves_the_state_alone(
+    changes: dict[str, Any],
+) -> None:
+    state = make_state(message_count=1)
+    before = (state.version, list(state.messages), state.message_count, state.name)
+    others = [RoleMessage(role="user", text="new", thread_id=TID)]
+    found = catch_up_read(state, others, **changes)
+    assert apply_catch_up(state, _document.editable_fields(state), found) is False
+    assert (state.version, list(state.messages), state.message_count, state.name) == before

@@ -37,7 +37,7 @@ from threadmem_mongo._models import (
     V1Role,
     new_id,
 )
-from threadmem_mongo._state import appended_batch, check_expiry, new_state, utc
+from threadmem_mongo._state import appended_batch, apply_catch_up, check_expiry, new_state, utc
 from threadmem_mongo.errors import (
     InvalidInputError,
     StoreUnavailableError,
@@ -516,30 +516,7 @@ class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, Asy
         if not state.messages:
             return False
         found = await self._store.catch_up(self.id, state.messages[-1].id)
-        if found is None or found["index"] < 0:
-            return False
-        page = list(found["page"])
-        version = int(found["version"])
-        count = int(found["message_count"])
-        moves = int(found.get(_pages.PAGE_COUNT, 0)) - state.page_count
-        # Every change raises the version by one; an append adds one message and a move
-        # to a page one page. As many versions as new messages and pages, at the end,
-        # with the fields as this object saved them, means nothing else happened.
-        if (
-            version - state.version != len(page) + moves
-            or count != state.message_count + len(page)
-            or not _document.same_fields(found, self._saved_fields, state)
-        ):
-            return False
-        state.messages.extend(_document.message_from_document(doc, self.id) for doc in page)
-        state.version = version
-        state.message_count = count
-        state.size_bytes = int(found["size_bytes"])
-        state.updated = float(found["updated"])
-        state.page_count = int(found.get(_pages.PAGE_COUNT, 0))
-        state.paged_count = int(found.get(_pages.PAGED_COUNT, 0))
-        state.pending = [dict(record) for record in found.get(_pages.PENDING) or []]
-        return True
+        return found is not None and apply_catch_up(state, self._saved_fields, found)
 
     async def messages(
         self, include_private: bool = True, *, resolve_images: bool = True

@@ -11,9 +11,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from threadmem_mongo import (
-    _validation,
-)
+from threadmem_mongo import _document, _pages, _validation
 from threadmem_mongo._document import ThreadState
 from threadmem_mongo._models import (
     RoleMessage,
@@ -171,3 +169,42 @@ def appended_batch(messages: object, thread_id: str, known_ids: Iterable[str]) -
     if len(set(ids)) != len(ids) or set(known_ids).intersection(ids):
         raise InvalidInputError("extend() got a message id twice, or one the thread holds")
     return batch
+
+
+def apply_catch_up(state: ThreadState, saved: Mapping[str, Any], found: Mapping[str, Any]) -> bool:
+    """Bring ``state`` up to a catch-up read, if all that happened since was appends.
+
+    Args:
+        state: The object's state; changed only when True is returned.
+        saved: Its editable fields as it last saved or read them.
+        found: The store's ``catch_up`` result: the counters, and the messages after the
+            object's last one (``index`` -1 when that message is gone).
+
+    Returns:
+        True when every change since ``state.version`` was an append or a move to a page
+        (then ``state`` holds the store's state), False otherwise.
+    """
+    if found["index"] < 0:
+        return False
+    page = list(found["page"])
+    version = int(found["version"])
+    count = int(found["message_count"])
+    page_count = int(found.get(_pages.PAGE_COUNT, 0))
+    # Every change raises the version by one; an append adds one message and a move to a
+    # page one page. As many versions as new messages and pages, at the end, with the
+    # fields as the object saved them, means nothing else happened.
+    if (
+        version - state.version != len(page) + page_count - state.page_count
+        or count != state.message_count + len(page)
+        or not _document.same_fields(found, saved, state)
+    ):
+        return False
+    state.messages.extend(_document.message_from_document(doc, state.id) for doc in page)
+    state.version = version
+    state.message_count = count
+    state.size_bytes = int(found["size_bytes"])
+    state.updated = float(found["updated"])
+    state.page_count = page_count
+    state.paged_count = int(found.get(_pages.PAGED_COUNT, 0))
+    state.pending = [dict(record) for record in found.get(_pages.PENDING) or []]
+    return True
