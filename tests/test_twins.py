@@ -128,6 +128,8 @@ def test_the_generated_behaviour_suite_is_what_its_async_source_makes_today(
         assert not synchro.hand_edited(generated)
 
 
+# Regenerates every module: dozens of ruff processes.
+@pytest.mark.slow
 def test_a_stale_sync_module_is_caught_and_regenerated(
     synchro: ModuleType,
     tmp_path: Path,
@@ -320,6 +322,8 @@ def test_async_only_blocks_are_left_out_of_the_sync_module(synchro: ModuleType) 
         synchro.translate(source.replace("# synchro: end async-only\n", ""), "_async_x.py")
 
 
+# Regenerates every module: dozens of ruff processes.
+@pytest.mark.slow
 def test_a_sync_module_edited_by_hand_is_not_overwritten(
     synchro: ModuleType,
     tmp_path: Path,
@@ -343,6 +347,8 @@ def test_a_sync_module_edited_by_hand_is_not_overwritten(
 # -- the generated behaviour suite ------------------------------------------------------------
 
 
+# Regenerates every module: dozens of ruff processes.
+@pytest.mark.slow
 def test_a_stale_generated_test_module_is_caught_and_regenerated(
     synchro: ModuleType,
     tmp_path: Path,
