@@ -177,11 +177,12 @@ class AsyncGuardedCollection:
         with _guarded(()):
             if builds_index_models(self.raw):
                 return await self.raw.create_indexes(list(indexes))
-            return [
-                await self.raw.create_index(list(model.document["key"].items()), **options)
-                for model in indexes
-                for options in [{k: v for k, v in model.document.items() if k != "key"}]
-            ]
+            names = []
+            for model in indexes:
+                options = dict(model.document)
+                keys = list(options.pop("key").items())
+                names.append(await self.raw.create_index(keys, **options))
+            return names
 
     async def create_index(
         self, keys: Sequence[tuple[str, int]], *, keep: Keep = (), **options: Any

@@ -44,7 +44,7 @@ class AsyncImageStore:
         self._blobs = blobs
         self._threads = threads
         self._pages = pages
-        self._threshold = threshold
+        self.threshold = threshold
 
     async def offload(self, images: Sequence[str]) -> tuple[list[str], list[str]]:
         """Store large data URIs in GridFS; see ``AsyncThreadStore.offload_images``."""
@@ -53,7 +53,7 @@ class AsyncImageStore:
         try:
             for image in images:
                 parts = None
-                if len(image) > self._threshold and image.startswith("data:"):
+                if len(image) > self.threshold and image.startswith("data:"):
                     parts = split_data_uri(image)
                 if parts is None:
                     stored.append(image)

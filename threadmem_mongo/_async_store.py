@@ -139,7 +139,6 @@ class AsyncThreadStore:
         )
         self._blobs = AsyncBlobStore(collection.database, bucket)
         self._images = AsyncImageStore(self._blobs, self._collection, self._pages, image_threshold)
-        self._image_threshold = image_threshold
         self._indexes_ready = False
         self._index_lock = asyncio.Lock()
         # Whether the server keeps message ids unique across threads (decided by
@@ -159,7 +158,7 @@ class AsyncThreadStore:
     @property
     def image_threshold(self) -> int:
         """Data URIs longer than this many characters are stored in GridFS."""
-        return self._image_threshold
+        return self._images.threshold
 
     @property
     def pages(self) -> AsyncPageStore:
