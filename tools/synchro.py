@@ -171,26 +171,34 @@ def translate(source: str, name: str) -> str:
     """Return the synchronous version of the async module text ``source``."""
     text = _drop_async_only(source, name)
     text = _apply(text, _token_edits(text, NAMES, tests=False))
-    # The async module's docstring speaks of both twins; the generated one names its source.
-    text = re.sub(r'^"""(.|\n)*?"""\n', "", text, count=1)
     module = name[:-3].replace("/", ".")
-    docstring = f'"""Synchronous twin of :mod:`threadmem_mongo.{module}` (generated)."""\n'
-    body = _ruff(docstring + text, name.replace("_async", ""))
-    source_path = f"threadmem_mongo/{name}"
-    return HEADER.format(source=source_path) + DIGEST_LINE.format(digest=_digest(body)) + body
+    return _generated_text(
+        text,
+        f"threadmem_mongo/{name}",
+        f'"""Synchronous twin of :mod:`threadmem_mongo.{module}` (generated)."""\n',
+        name.replace("_async", ""),
+    )
 
 
 def translate_tests(source: str, name: str) -> str:
     """Return the sync test module generated from the async test module text ``source``
     (``name`` is its file name in ``tests/``)."""
-    text = _drop_async_only(source, name)
-    text = _ASYNCIO_MARK_LINE.sub("", text)
+    text = _ASYNCIO_MARK_LINE.sub("", _drop_async_only(source, name))
     text = _apply(text, _token_edits(text, NAMES | TEST_NAMES, tests=True))
-    # The source's docstring tells how the suite is written; the generated one names it.
+    return _generated_text(
+        text,
+        f"tests/{name}",
+        f'"""Synchronous twin of tests/{name} (generated)."""\n',
+        f"tests/{TEST_MODULES.get(name, name)}",
+    )
+
+
+def _generated_text(text: str, source_path: str, docstring: str, target: str) -> str:
+    """The generated file: ``text`` with ``docstring`` in place of its source's (which
+    speaks of both twins), formatted as ``target``, under the header and digest."""
     text = re.sub(r'^"""(.|\n)*?"""\n', "", text, count=1)
-    docstring = f'"""Synchronous twin of tests/{name} (generated)."""\n'
-    body = _ruff(docstring + text, f"tests/{TEST_MODULES.get(name, name)}")
-    return HEADER.format(source=f"tests/{name}") + DIGEST_LINE.format(digest=_digest(body)) + body
+    body = _ruff(docstring + text, target)
+    return HEADER.format(source=source_path) + DIGEST_LINE.format(digest=_digest(body)) + body
 
 
 def _digest(body: str) -> str:
