@@ -12,6 +12,7 @@ EXPECTED = {
     "ConfigurationError",
     "ImageFormatError",
     "ImageNotFoundError",
+    "InputTypeError",
     "InvalidInputError",
     "MessageNotFoundError",
     "RoleMessage",

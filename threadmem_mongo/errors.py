@@ -10,7 +10,8 @@ ThreadMemError
 ├── ImageNotFoundError         a stored image is gone from GridFS (also a LookupError)
 ├── VersionConflictError       someone changed the thread since this object read it
 ├── InvalidInputError          bad argument; nothing was written (also a ValueError)
-│   └── ImageFormatError       an image is none of the accepted kinds, or unreadable
+│   ├── ImageFormatError       an image is none of the accepted kinds, or unreadable
+│   └── InputTypeError         an argument has the wrong type (also a TypeError)
 ├── ThreadTooLargeError        the change would push the document past MongoDB's 16 MB
 ├── StoreUnavailableError      the server cannot be reached, or timed out
 └── ConfigurationError         no store is configured, or the configuration is wrong
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigurationError",
     "ImageFormatError",
     "ImageNotFoundError",
+    "InputTypeError",
     "InvalidInputError",
     "MessageNotFoundError",
     "StoreUnavailableError",
@@ -119,6 +121,16 @@ class InvalidInputError(ThreadMemError, ValueError):
 
 class ImageFormatError(InvalidInputError):
     """An image is none of the accepted kinds (URL, data URI, file path, PIL image)."""
+
+
+class InputTypeError(InvalidInputError, TypeError):
+    """An argument has the wrong type; nothing was written.
+
+    Both an ``InvalidInputError`` (so ``except ValueError`` and ``except
+    InvalidInputError`` catch it) and a ``TypeError``, for callers written against a
+    framework whose own stores raise ``TypeError`` for the same mistake (the Agents SDK's
+    sessions, for a session id that is not a string).
+    """
 
 
 class ThreadTooLargeError(ThreadMemError):
