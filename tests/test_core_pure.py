@@ -503,8 +503,6 @@ def test_thread_document_shape() -> None:
                 "id": MID,
                 "role": "user",
                 "text": "Hey there!",
-                "images": [],
-                "private": False,
                 "created": NOW,
                 "metadata": None,
             }
@@ -522,7 +520,24 @@ def test_thread_document_shape() -> None:
 def test_messages_are_stored_without_thread_id() -> None:
     doc = _document.message_to_document(make_message())
     assert "thread_id" not in doc
+    assert list(doc) == ["id", "role", "text", "created", "metadata"]
+
+
+def test_a_message_stores_images_and_privacy_only_when_set() -> None:
+    plain = _document.message_to_document(make_message())
+    assert "images" not in plain
+    assert "private" not in plain
+    marked = make_message().model_copy(
+        update={"images": ["https://x/cat.png"], "private": True}
+    )
+    doc = _document.message_to_document(marked)
     assert list(doc) == ["id", "role", "text", "images", "private", "created", "metadata"]
+    assert (doc["images"], doc["private"]) == (["https://x/cat.png"], True)
+    for message in (make_message(), marked):
+        back = _document.message_from_document(
+            _document.message_to_document(message), message.thread_id or TID
+        )
+        assert (back.images, back.private) == (message.images, message.private)
 
 
 def test_size_bytes_covers_the_encoded_document() -> None:

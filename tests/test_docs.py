@@ -323,6 +323,7 @@ def test_document_page_matches_a_stored_document() -> None:
     assert stored is not None
     assert list(shown) == list(stored)
     assert shape(shown) == shape(stored)
+    assert [list(m) for m in shown["messages"]] == [list(m) for m in stored["messages"]]
 
 
 # -- the examples ------------------------------------------------------------------------

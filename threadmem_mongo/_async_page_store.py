@@ -189,7 +189,11 @@ class AsyncPageStore:
 
     async def blob_ids(self, thread_id: str) -> list[str]:
         """Return the image blob ids the thread's pages (committed or not) reference."""
-        pages = await self._collection.find({"thread_id": thread_id}, {"messages.blobs": 1})
+        # Only pages holding an image are sent back, so a thread without images costs
+        # an empty reply rather than a subdocument per paged message.
+        pages = await self._collection.find(
+            {"thread_id": thread_id, "messages.blobs": {"$exists": True}}, {"messages.blobs": 1}
+        )
         return [
             blob_id
             for page in pages

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from threadmem_mongo import _pages, _updates, _validation
+from threadmem_mongo import _document, _pages, _updates, _validation
 from threadmem_mongo._async_blobs import DEFAULT_BUCKET, AsyncBlobStore
 from threadmem_mongo._async_changes import follow
 from threadmem_mongo._async_collection import AsyncGuardedCollection
@@ -30,6 +31,7 @@ from threadmem_mongo._capabilities import (
 from threadmem_mongo._driver import translated
 from threadmem_mongo._images import DEFAULT_BLOB_THRESHOLD
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
+from threadmem_mongo._models import RoleMessage
 from threadmem_mongo.errors import (
     ConfigurationError,
     InvalidInputError,
@@ -546,6 +548,66 @@ class AsyncThreadStore:
         raise StoreUnavailableError(
             f"thread {thread_id!r} kept changing under an append; try again"
         )
+
+    async def append_if_room(
+        self,
+        thread_id: str,
+        message: RoleMessage,
+        *,
+        thread_metadata: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Append a message to a thread known only by id, in one update, if it has room.
+
+        Low-level: the one-command append the framework adapters use, which hold no
+        loaded thread. It lands only if the thread exists, holds ``thread_metadata``,
+        does not hold the message's id inline, and stays within its inline limits with
+        the message (so no move to an overflow page is due); otherwise nothing is
+        written and the caller takes the path that loads the thread. Large images go to
+        GridFS first, as with ``AsyncRoleThread.post``, and are deleted again on a miss.
+        The message's id must be new (a uuid4 made for it): ids in overflow pages are
+        not checked.
+
+        Args:
+            thread_id: The thread to append to.
+            message: The message, built for this thread.
+            thread_metadata: Thread metadata entries the thread must hold.
+
+        Returns:
+            Whether the message landed.
+
+        Raises:
+            InvalidInputError: Another thread holds the message's id; nothing was written.
+            StoreUnavailableError: The server could not be reached; the message may have
+                landed.
+        """
+        await self.ensure_indexes()
+        images, written = await self.offload_images(message.images)
+        doc = _document.message_to_document(
+            message.model_copy(update={"images": images}) if written else message
+        )
+        size = _document.element_size(doc)
+        built = _updates.append_message_with_room(
+            thread_id, doc, size, time.time(), self._limits, thread_metadata
+        )
+        try:
+            if built is None:
+                landed = False
+            else:
+                result = await self._collection.update_one(
+                    built[0], built[1], keep=(DuplicateKeyError,)
+                )
+                landed = bool(result.matched_count)
+        except DuplicateKeyError as exc:
+            await self.discard_blobs(written)
+            raise _message_id_taken(thread_id, [doc["id"]]) from exc
+        except StoreUnavailableError:
+            raise
+        except BaseException:
+            await self.discard_blobs(written)
+            raise
+        if not landed:
+            await self.discard_blobs(written)
+        return landed
 
     async def _commutative_update(
         self,

@@ -14,8 +14,8 @@ One document per thread, in collection ``threads``:
      "description": null}
   ],
   "messages": [                        # embedded, in posting order
-    {"id": "5d0c...", "role": "user", "text": "Hey there!", "images": [],
-     "private": false, "created": 1712140700.12, "metadata": null}
+    {"id": "5d0c...", "role": "user", "text": "Hey there!",
+     "created": 1712140700.12, "metadata": null}    # images, private: only when set
   ],
   "message_count": 1,                  # all messages, also when a page is loaded
   "size_bytes": 412,                   # estimated BSON size, kept by every update
@@ -112,16 +112,19 @@ class ThreadState:
 
 
 def message_to_document(message: RoleMessage) -> dict[str, Any]:
-    """Return the embedded subdocument of ``message``."""
-    doc: dict[str, Any] = {
-        "id": message.id,
-        "role": message.role,
-        "text": message.text,
-        "images": list(message.images),
-        "private": message.private,
-        "created": message.created,
-        "metadata": message.metadata,
-    }
+    """Return the embedded subdocument of ``message``.
+
+    ``images`` and ``private`` are left out when they hold their defaults (no images,
+    not private), which ``message_from_document`` puts back: every message pays for its
+    fields, and most have neither.
+    """
+    doc: dict[str, Any] = {"id": message.id, "role": message.role, "text": message.text}
+    if message.images:
+        doc["images"] = list(message.images)
+    if message.private:
+        doc["private"] = True
+    doc["created"] = message.created
+    doc["metadata"] = message.metadata
     blobs = [blob_id_of(image) for image in message.images if is_blob_ref(image)]
     if blobs:
         doc["blobs"] = blobs

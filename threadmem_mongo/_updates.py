@@ -20,7 +20,7 @@ from typing import Any
 from threadmem_mongo import _validation
 from threadmem_mongo._document import THREAD_FIELDS, fields_size
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
-from threadmem_mongo._pages import PAGE_COUNT, PAGED_COUNT, PENDING, record_size
+from threadmem_mongo._pages import PAGE_COUNT, PAGED_COUNT, PENDING, Limits, record_size
 from threadmem_mongo.errors import InvalidInputError
 
 Filter = dict[str, Any]
@@ -252,6 +252,40 @@ def append_message(
     }
     update = _stamp(now, size_delta=size, count_delta=1)
     update["$push"] = {"messages": dict(message_doc)}
+    return query, update
+
+
+def append_message_with_room(
+    thread_id: str,
+    message_doc: Mapping[str, Any],
+    size: int,
+    now: float,
+    limits: Limits,
+    thread_metadata: Mapping[str, Any] | None = None,
+) -> tuple[Filter, Update] | None:
+    """Append one message only if the thread keeps within its inline limits after it.
+
+    The append of ``append_message``, for a writer that holds no view of the thread (an
+    adapter appending by thread id): the filter also requires room for the message
+    inline (fewer than ``max_messages`` inline messages, the inline bytes within
+    ``max_bytes``), so a thread that lands it needs no move to an overflow page, and
+    ``thread_metadata`` entries, compared as values. A miss means: no such thread, no
+    room, the id is there already, or the metadata differs; the caller then takes the
+    path that reads the thread first.
+
+    Returns:
+        The ``(filter, update)`` pair, or None if the message can never fit inline.
+    """
+    query, update = append_message(thread_id, message_doc, size, now)
+    room = min(limits.max_bytes, DOCUMENT_BUDGET_BYTES) - size
+    if room < 0:
+        return None
+    query["size_bytes"] = {"$lte": room}
+    if limits.max_messages is not None:
+        # Index max_messages - 1 absent: at most max_messages - 1 inline before the push.
+        query[f"messages.{limits.max_messages - 1}"] = {"$exists": False}
+    for key, value in (thread_metadata or {}).items():
+        query[f"metadata.{key}"] = {"$eq": value}
     return query, update
 
 

@@ -1,6 +1,6 @@
 """The thread I/O the adapters share: load, append, pop and delete the messages of one
-thread, through the public ``AsyncRoleThread`` API only; a ``store`` of None is the
-library's configured default.
+thread, through the ``AsyncRoleThread`` API and the store's one-command append and
+delete by id; a ``store`` of None is the library's configured default.
 
 This file is the source of both twins: ``tools/synchro.py`` turns it into the
 synchronous ``integrations/_thread_io.py``. Edit this file, then run
@@ -23,6 +23,7 @@ from threadmem_mongo import (
 )
 from threadmem_mongo._async_store import AsyncThreadStore
 from threadmem_mongo._async_thread import AsyncRoleThread
+from threadmem_mongo._config import async_default_store
 
 #: How often an append tries to create the thread when each attempt is refused because
 #: another writer created it in between (then the loop appends to theirs instead).
@@ -74,7 +75,9 @@ async def append_messages(
 ) -> None:
     """Append ``messages`` in order, creating the thread with them if it does not exist.
 
-    A new thread is created with all the messages in one insert; an existing one gets
+    One message goes to an existing thread with room for it inline in one update
+    (``AsyncThreadStore.append_if_room``), without reading the thread first. Otherwise:
+    a new thread is created with all the messages in one insert; an existing one gets
     them in one update conditional on the version just read (``extend``), so the batch
     lands whole and contiguous. A conflict re-reads and retries; after
     ``BATCH_ATTEMPTS`` conflicts in a row the remaining messages are appended one by
@@ -83,6 +86,8 @@ async def append_messages(
     created again with the messages not yet appended.
     """
     pending = list(messages)
+    if len(pending) == 1 and await _store(store).append_if_room(thread_id, pending[0]):
+        return
     refused = 0
     conflicts = 0
     while pending:
@@ -145,9 +150,10 @@ async def pop_last(store: AsyncThreadStore | None, thread_id: str) -> RoleMessag
 
 
 async def delete_thread(store: AsyncThreadStore | None, thread_id: str) -> None:
-    """Delete the thread and its images; nothing happens if it does not exist."""
-    try:
-        thread = await AsyncRoleThread.get(thread_id, last=0, store=store)
-        await thread.delete()
-    except ThreadNotFoundError:
-        return
+    """Delete the thread, its pages and its images by id, without reading it first;
+    nothing happens if it does not exist."""
+    await _store(store).delete(thread_id)
+
+
+def _store(store: AsyncThreadStore | None) -> AsyncThreadStore:
+    return store if store is not None else async_default_store()

@@ -5,14 +5,19 @@ An item is stored as a ``RoleMessage`` with a readable ``role`` and ``text`` (so
 itself, as JSON text, under one namespaced metadata key:
 
 ```text
-metadata = {"<adapter key>": {"item": "<the item as JSON>", "images": [<image slots>]}}
+metadata = {"<adapter key>": {"item": "<the item as JSON>",
+                              "text": [<path>], "images": [<image slots>]}}
 ```
 
 JSON text sidesteps the metadata key rules (item keys may start with ``$`` or hold
-``.``). Images in the item (a URL, a data URI, or base64 with a MIME type) are moved
-into the message's ``images``, so large ones go to GridFS like any posted image; the item
-keeps ``null`` where each stood, and each slot records the path back to that place and
-whether the value was a URL/data URI (``"url"``) or bare base64 (``"base64"``).
+``.``). The text is stored once: when a string in the item is exactly the message's
+readable text (a plain message's content, say), the item keeps ``null`` there and
+``"text"`` records the path back to it. Images in the item (a URL, a data URI, or base64
+with a MIME type) are moved into the message's ``images``, so large ones go to GridFS
+like any posted image; the item keeps ``null`` where each stood, and each slot records
+the path back to that place and whether the value was a URL/data URI (``"url"``) or
+bare base64 (``"base64"``). ``"text"`` and ``"images"`` are left out when there is
+nothing to record.
 
 The thread I/O that stores and reads these messages is in ``_async_thread_io`` and its
 generated sync twin ``_thread_io``. This module imports no framework.
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -188,12 +193,33 @@ def encode_item(
         text = text.replace(_PLACEHOLDER, "[image]")
     elif not text.strip():
         text = _EMPTY_TEXT.format(role)
-    return RoleMessage(
-        role=role,
-        text=text,
-        images=images,
-        metadata={key: {"item": to_json(data, what), "images": stored_slots}},
-    )
+    stored: dict[str, Any] = {}
+    text_path = _path_of_text(data, text) if text else None
+    if text_path:
+        _set(data, text_path, None)
+        stored["text"] = list(text_path)
+    stored["item"] = to_json(data, what)
+    if stored_slots:
+        stored["images"] = stored_slots
+    return RoleMessage(role=role, text=text, images=images, metadata={key: stored})
+
+
+def _path_of_text(value: object, text: str) -> tuple[PathPart, ...] | None:
+    """The path to the first string in ``value`` (depth first) equal to ``text``."""
+    if isinstance(value, str):
+        return () if value == text else None
+    children: Iterable[tuple[PathPart, object]]
+    if isinstance(value, Mapping):
+        children = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    else:
+        return None
+    for part, child in children:
+        found = _path_of_text(child, text)
+        if found is not None:
+            return (part, *found)
+    return None
 
 
 def decode_item(message: RoleMessage, key: str) -> Any | None:
@@ -204,6 +230,9 @@ def decode_item(message: RoleMessage, key: str) -> Any | None:
         return None
     try:
         data = json.loads(stored["item"])
+        text_path = stored.get("text")
+        if text_path is not None:
+            _set(data, text_path, message.text)
         slots = stored.get("images") or []
         for index, slot in enumerate(slots):
             image = message.images[index]
