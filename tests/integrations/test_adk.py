@@ -873,9 +873,9 @@ async def test_event_past_the_document_limit_raises_and_writes_nothing(
     session = await service.create_session(**A, session_id="s1")
     await service.append_event(session, event(1))
     before = list(async_raw.find({}, sort=[("_id", 1)]))
-    # The text is stored twice (readable text and event JSON): 2 x 8.5 MB passes 16 MB.
+    # The text is stored once (as the message's text, not again in the event JSON).
     with pytest.raises(ThreadTooLargeError):
-        await service.append_event(session, event(2, "agent", "y" * 8_500_000, state={"k": 1}))
+        await service.append_event(session, event(2, "agent", "y" * 16_800_000, state={"k": 1}))
     assert list(async_raw.find({}, sort=[("_id", 1)])) == before
     assert [e.id for e in session.events] == ["event-1"]
     assert "k" not in session.state

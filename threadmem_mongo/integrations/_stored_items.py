@@ -134,7 +134,7 @@ def _get(value: Any, path: Sequence[PathPart]) -> Any:
     return value
 
 
-def _set(value: Any, path: Sequence[PathPart], new: object) -> None:
+def set_at(value: Any, path: Sequence[PathPart], new: object) -> None:
     for part in path[:-1]:
         value = value[part]
     value[path[-1]] = new
@@ -183,7 +183,7 @@ def encode_item(
         image = _as_image(slot, _get(data, slot.path))
         if image is None:
             continue
-        _set(data, slot.path, None)
+        set_at(data, slot.path, None)
         images.append(image)
         stored_slots.append({"path": list(slot.path), "form": slot.form})
     text = storable_text(text)
@@ -194,9 +194,9 @@ def encode_item(
     elif not text.strip():
         text = _EMPTY_TEXT.format(role)
     stored: dict[str, Any] = {}
-    text_path = _path_of_text(data, text) if text else None
+    text_path = path_of_text(data, text) if text else None
     if text_path:
-        _set(data, text_path, None)
+        set_at(data, text_path, None)
         stored["text"] = list(text_path)
     stored["item"] = to_json(data, what)
     if stored_slots:
@@ -204,7 +204,7 @@ def encode_item(
     return RoleMessage(role=role, text=text, images=images, metadata={key: stored})
 
 
-def _path_of_text(value: object, text: str) -> tuple[PathPart, ...] | None:
+def path_of_text(value: object, text: str) -> tuple[PathPart, ...] | None:
     """The path to the first string in ``value`` (depth first) equal to ``text``."""
     if isinstance(value, str):
         return () if value == text else None
@@ -216,7 +216,7 @@ def _path_of_text(value: object, text: str) -> tuple[PathPart, ...] | None:
     else:
         return None
     for part, child in children:
-        found = _path_of_text(child, text)
+        found = path_of_text(child, text)
         if found is not None:
             return (part, *found)
     return None
@@ -232,12 +232,12 @@ def decode_item(message: RoleMessage, key: str) -> Any | None:
         data = json.loads(stored["item"])
         text_path = stored.get("text")
         if text_path is not None:
-            _set(data, text_path, message.text)
+            set_at(data, text_path, message.text)
         slots = stored.get("images") or []
         for index, slot in enumerate(slots):
             image = message.images[index]
             value = image if slot["form"] == "url" else image.split(",", 1)[1]
-            _set(data, slot["path"], value)
+            set_at(data, slot["path"], value)
     except (ValueError, LookupError, TypeError):
         return None
     return data

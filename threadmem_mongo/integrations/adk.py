@@ -47,6 +47,7 @@ from pymongo.errors import DuplicateKeyError
 from threadmem_mongo import InvalidInputError, RoleMessage, V1RoleThread
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 from threadmem_mongo.errors import ImageFormatError, ThreadNotFoundError, VersionConflictError
+from threadmem_mongo.integrations import _async_thread_io, _stored_items
 
 __all__ = ["ThreadMemSessionService"]
 
@@ -66,6 +67,8 @@ USER_STATE_KIND = "user_state"
 #: images kept in the message's ``images`` (their bytes are left out of the JSON).
 EVENT_KEY = "adk_event"
 IMAGE_PARTS_KEY = "adk_image_parts"
+#: Where in the event JSON its text stood: the message's text is stored there once.
+TEXT_PATH_KEY = "adk_text_path"
 
 #: Longest rendering of a function call or response in a message's readable text; the
 #: whole call is in the event JSON.
@@ -241,7 +244,13 @@ def _event_to_message(thread_id: str, event: Event) -> RoleMessage:
     text = "\n".join(piece for piece in pieces if piece)
     if not text and not images:
         text = "(no content)"
-    metadata: dict[str, Any] = {EVENT_KEY: json.dumps(data, ensure_ascii=False)}
+    metadata: dict[str, Any] = {}
+    text_path = _stored_items.path_of_text(data, text)
+    if text_path:
+        # The text is stored once: as the message's text, which fills this place again.
+        _stored_items.set_at(data, text_path, None)
+        metadata[TEXT_PATH_KEY] = list(text_path)
+    metadata[EVENT_KEY] = json.dumps(data, ensure_ascii=False)
     if image_parts:
         metadata[IMAGE_PARTS_KEY] = image_parts
     author = event.author if event.author.strip() else "(unknown)"
@@ -258,7 +267,14 @@ def _event_to_message(thread_id: str, event: Event) -> RoleMessage:
 def _event_from_message(message: RoleMessage) -> Event:
     """The ADK event a stored message holds, its images put back as inline bytes."""
     metadata = message.metadata or {}
-    event = Event.model_validate_json(metadata[EVENT_KEY])
+    stored = metadata[EVENT_KEY]
+    text_path = metadata.get(TEXT_PATH_KEY)
+    if text_path:
+        data = json.loads(stored)
+        _stored_items.set_at(data, text_path, message.text)
+        # Validated from JSON text, as stored: bytes fields are base64 there.
+        stored = json.dumps(data, ensure_ascii=False)
+    event = Event.model_validate_json(stored)
     for index, image in zip(metadata.get(IMAGE_PARTS_KEY) or [], message.images, strict=True):
         content = event.content
         blob = content.parts[index].inline_data if content and content.parts else None
@@ -560,11 +576,7 @@ class ThreadMemSessionService(BaseSessionService):
         """
         sid = _check_str("session_id", session_id).strip()
         thread_id = self.thread_id(app_name, user_id, sid)
-        try:
-            thread = await AsyncRoleThread.get(thread_id, last=0, store=self._store)
-            await thread.delete()
-        except ThreadNotFoundError:
-            return
+        await _async_thread_io.delete_thread(self._store, thread_id)
 
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
         """Return a user's ``user:`` state in an app, keys without the prefix.

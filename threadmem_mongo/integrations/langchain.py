@@ -34,7 +34,13 @@ from langchain_core.messages import (
     messages_from_dict,
 )
 
-from threadmem_mongo import ConfigurationError, InvalidInputError, RoleMessage, ThreadStore
+from threadmem_mongo import (
+    ConfigurationError,
+    InputTypeError,
+    InvalidInputError,
+    RoleMessage,
+    ThreadStore,
+)
 from threadmem_mongo.aio import AsyncThreadStore
 from threadmem_mongo.integrations import _async_thread_io, _stored_items, _thread_io
 from threadmem_mongo.integrations._stored_items import ImageSlot
@@ -95,10 +101,15 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
         async_store: An ``AsyncThreadStore`` for the async methods.
         owner_id: The ``owner_id`` of the thread when this history creates it (an
             existing thread keeps its own).
+        history_size: Read only the newest this many messages (``messages`` and
+            ``aget_messages``), in one command whatever the history's length; None (the
+            default) reads them all. Appends and ``clear`` are unaffected.
 
     Raises:
         InvalidInputError: ``session_id`` is not a non-empty string, ``owner_id`` is not
-            a string, a store is of the wrong type, or two async stores are given.
+            a string, a store is of the wrong type, two async stores are given, or
+            ``history_size`` is negative.
+        InputTypeError: ``history_size`` is not a whole number or None.
     """
 
     def __init__(
@@ -108,8 +119,17 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
         store: ThreadStore | AsyncThreadStore | None = None,
         async_store: AsyncThreadStore | None = None,
         owner_id: str | None = None,
+        history_size: int | None = None,
     ) -> None:
         super().__init__()
+        if history_size is not None:
+            if isinstance(history_size, bool) or not isinstance(history_size, int):
+                raise InputTypeError(
+                    f"history_size must be a whole number or None, got {history_size!r}"
+                )
+            if history_size < 0:
+                raise InvalidInputError(f"history_size must not be negative, got {history_size}")
+        self.history_size = history_size
         self.session_id = _stored_items.check_thread_id("session_id", session_id)
         self.owner_id = _stored_items.check_owner_id(owner_id)
         if store is not None and not isinstance(store, (ThreadStore, AsyncThreadStore)):
@@ -154,13 +174,14 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
-        """The history's messages, oldest first (read from the store on each access).
+        """The history's messages, oldest first (read from the store on each access);
+        the newest ``history_size`` if that is set.
 
         Raises:
             ConfigurationError: Only an async store was given.
             ImageNotFoundError: An image stored in GridFS is missing.
         """
-        stored = _thread_io.load_messages(self._sync_store(), self.session_id)
+        stored = _thread_io.load_messages(self._sync_store(), self.session_id, self.history_size)
         return [_langchain_message(message) for message in stored]
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
@@ -204,7 +225,8 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
     # -- async API -----------------------------------------------------------------------
 
     async def aget_messages(self) -> list[BaseMessage]:
-        """Return the history's messages, oldest first, through the async API.
+        """Return the history's messages, oldest first, through the async API; the
+        newest ``history_size`` if that is set.
 
         Returns:
             The messages.
@@ -214,7 +236,7 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
             ImageNotFoundError: An image stored in GridFS is missing.
         """
         store = self._async_store_or_default()
-        stored = await _async_thread_io.load_messages(store, self.session_id)
+        stored = await _async_thread_io.load_messages(store, self.session_id, self.history_size)
         return [_langchain_message(message) for message in stored]
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:

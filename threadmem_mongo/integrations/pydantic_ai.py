@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,6 +68,9 @@ USES = "pydantic_ai_uses"
 
 #: How often a write re-reads the thread after a change that was not a save of the record.
 ATTEMPTS = 100
+
+#: How many conversations a store remembers what it last read of (see ``_Recent``).
+RECENT_CONVERSATIONS = 64
 
 _IMAGE_INDEX = "threadmem_image"
 _PLACEHOLDER = "<image>"
@@ -214,6 +218,41 @@ def _check_limit(limit: object) -> int | None:
     return limit
 
 
+class _Recent:
+    """What a store last read of its most recent conversations, to save a round trip.
+
+    ``save()`` reads the record and then writes it: the write reuses the thread object
+    the read left here (taken, so no two writes share it), and its update is conditional
+    on that object's version, so a stale one only costs the re-read it saved. ``load()``
+    reads the record and then the history up to its head: the head's thread is known
+    from the record, so the newest messages are read from it in one command instead of
+    searching every thread for the head. Only hints: a wrong one falls back to the
+    reads without them.
+    """
+
+    def __init__(self, size: int = RECENT_CONVERSATIONS) -> None:
+        self._size = size
+        self._threads: OrderedDict[str, AsyncRoleThread] = OrderedDict()
+        self._holders: OrderedDict[str, str] = OrderedDict()
+
+    def _bounded(self, table: OrderedDict[str, Any], key: str, value: Any) -> None:
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > self._size:
+            table.popitem(last=False)
+
+    def keep(self, thread: AsyncRoleThread, head_id: str | None) -> None:
+        self._bounded(self._threads, thread.id, thread)
+        if head_id is not None:
+            self._bounded(self._holders, head_id, thread.id)
+
+    def take_thread(self, conversation_id: str) -> AsyncRoleThread | None:
+        return self._threads.pop(conversation_id, None)
+
+    def holder_of(self, entry_id: str | None) -> str | None:
+        return None if entry_id is None else self._holders.get(entry_id)
+
+
 class ThreadMemConversationStore(ConversationStore):
     """A Pydantic AI ``ConversationStore`` keeping each conversation in one thread.
 
@@ -245,6 +284,7 @@ class ThreadMemConversationStore(ConversationStore):
                 f"store must be an AsyncThreadStore, got {type(store).__name__}"
             )
         self._store = store
+        self._recent = _Recent()
 
     # -- thread access -------------------------------------------------------------------
 
@@ -273,8 +313,13 @@ class ThreadMemConversationStore(ConversationStore):
             InvalidInputError: ``conversation_id`` is not a non-empty string.
         """
         _check_id("conversation_id", conversation_id)
-        live = self._live(await self._thread(conversation_id))
-        return None if live is None else _RECORDS.validate_json(live[RECORD])
+        thread = await self._thread(conversation_id)
+        live = self._live(thread)
+        if thread is None or live is None:
+            return None
+        record = _RECORDS.validate_json(live[RECORD])
+        self._recent.keep(thread, record.head_id)
+        return record
 
     async def read_records(
         self, *, scope: str | None = None, limit: int | None = None
@@ -321,6 +366,14 @@ class ThreadMemConversationStore(ConversationStore):
         count = _check_limit(limit)
         # Each message with the store to read its GridFS images from (None: read already).
         loaded: dict[str, tuple[RoleMessage, AsyncThreadStore | None]] = {}
+        head_thread = self._recent.holder_of(head_id)
+        if head_thread is not None:
+            # The newest messages of the thread the record said holds the head: with
+            # a linear history, the whole window in one read.
+            window = await self._thread(head_thread, last=count)
+            if window is not None:
+                raw = await window.messages(resolve_images=False)
+                loaded.update((m.id, (m, window.store)) for m in raw)
         entries: list[ConversationEntry] = []
         entry_id = head_id
         while entry_id is not None and (count is None or len(entries) < count):
@@ -377,9 +430,14 @@ class ThreadMemConversationStore(ConversationStore):
             SCOPE: record.scope,
             LIVE: True,
         }
+        recalled = self._recent.take_thread(conversation_id)
         for _ in range(ATTEMPTS):
-            thread = await self._thread(conversation_id)
+            thread, recalled = recalled, None
             live = self._live(thread)
+            if thread is None or (live[REVISION] if live else None) != expected_revision:
+                # Nothing recalled, or not the revision expected: read what is stored.
+                thread = await self._thread(conversation_id)
+                live = self._live(thread)
             if (live[REVISION] if live else None) != expected_revision:
                 raise ConversationConflict(conversation_id)
             head = record.head_id
