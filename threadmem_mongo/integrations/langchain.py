@@ -12,9 +12,10 @@ await history.aadd_messages([HumanMessage("And async?")])
 ``messages``, ``add_messages`` and ``clear`` run on the sync API, and ``aget_messages``,
 ``aadd_messages`` and ``aclear`` on the async API (``threadmem_mongo.aio``), natively.
 The history is the thread whose id is ``session_id``, one message per LangChain message,
-in order; each keeps the message as JSON text (``message_to_dict``) under the metadata
-key ``"langchain"``, with images moved into the message's images (so large ones go to
-GridFS). Needs the ``langchain`` extra.
+in order; each keeps the message as JSON text (``message_to_dict``'s form, fields at
+their defaults left out, the text stored once as the message's text) under the
+metadata key ``"langchain"``, with images moved into the message's images (so large
+ones go to GridFS). Needs the ``langchain`` extra.
 """
 
 from __future__ import annotations
@@ -286,6 +287,9 @@ def _stored_message(message: object, index: int) -> RoleMessage:
             f"messages[{index}] must be a LangChain BaseMessage, got {type(message).__name__}"
         )
     item = message_to_dict(message)
+    # Fields at their defaults are left out: messages_from_dict puts them back, and
+    # each costs every stored message its bytes.
+    item["data"] = message.model_dump(exclude_defaults=True)
     kind = item["type"]
     if kind in _CHAT_TYPES:
         own = getattr(message, "role", None)

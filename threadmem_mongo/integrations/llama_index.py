@@ -18,7 +18,6 @@ Requires the ``llama-index`` extra: ``pip install "threadmem-mongo[llama-index]"
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,7 +34,9 @@ from threadmem_mongo import (
     V1RoleThread,
     VersionConflictError,
 )
+from threadmem_mongo._config import async_default_store
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
+from threadmem_mongo.integrations import _stored_items
 
 __all__ = ["MESSAGE_KEY", "THREAD_MARK", "ThreadMemChatStore"]
 
@@ -125,11 +126,15 @@ def to_role_message(message: ChatMessage, status: MessageStatus) -> RoleMessage:
         text = text.replace(_PLACEHOLDER, "<image >")
     elif not text:
         text = f"[{data['role']} message]"
+    stored: dict[str, Any] = {"status": status.value}
+    text_path = _stored_items.path_of_text(data, text)
+    if text_path:
+        # The text is stored once: as the message's text, which fills this place again.
+        _stored_items.set_at(data, text_path, None)
+        stored["text"] = list(text_path)
+    stored["message"] = json.dumps(data, separators=(",", ":"))
     return RoleMessage(
-        role=str(data["role"]),
-        text=text,
-        images=images,
-        metadata={MESSAGE_KEY: {"status": status.value, "message": json.dumps(data)}},
+        role=str(data["role"]), text=text, images=images, metadata={MESSAGE_KEY: stored}
     )
 
 
@@ -159,6 +164,8 @@ def from_role_message(message: RoleMessage) -> ChatMessage:
     if stored is None:
         return _foreign_message(message)
     data = json.loads(stored["message"])
+    if stored.get("text"):
+        _stored_items.set_at(data, stored["text"], message.text)
     for block in data.get("blocks") or []:
         index = block.pop(_IMAGE_INDEX, None)
         if isinstance(index, int):
@@ -343,6 +350,9 @@ class ThreadMemChatStore(AsyncDBChatStore):
         """
         _check_key(key)
         stored = to_role_message(_check_message(message), _required_status(status))
+        target = self._store if self._store is not None else async_default_store()
+        if await target.append_if_room(key, stored, thread_metadata={THREAD_MARK: True}):
+            return
         thread = await self._load_or_create(key, [stored])
         if thread is None:
             return
@@ -438,10 +448,8 @@ class ThreadMemChatStore(AsyncDBChatStore):
         _check_key(key)
         chosen = _check_status(status, optional=True)
         if chosen is None:
-            thread = await self._load(key, last=0)
-            if thread is not None:
-                with contextlib.suppress(ThreadNotFoundError):
-                    await thread.delete()
+            target = self._store if self._store is not None else async_default_store()
+            await target.delete(key)
             return
 
         async def remove(thread: AsyncRoleThread) -> None:

@@ -561,9 +561,14 @@ class ThreadMemConversationStore(ConversationStore):
         _check_id("conversation_id", conversation_id)
         if not isinstance(expected_revision, str):
             raise InvalidInputError("expected_revision must be a string")
+        recalled = self._recent.take_thread(conversation_id)
         for _ in range(ATTEMPTS):
-            thread = await self._thread(conversation_id)
+            thread, recalled = recalled, None
             live = self._live(thread)
+            if thread is None or live is None or live[REVISION] != expected_revision:
+                # Nothing recalled, or not the revision expected: read what is stored.
+                thread = await self._thread(conversation_id)
+                live = self._live(thread)
             if thread is None or live is None or live[REVISION] != expected_revision:
                 raise ConversationConflict(conversation_id)
             uses = list(live.get(USES) or [])
