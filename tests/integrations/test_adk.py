@@ -1198,7 +1198,7 @@ def _doc_example() -> tuple[str, str]:
     """The marked example of the docs page and the output the page shows for it."""
     text = DOC_PAGE.read_text()
     match = re.search(
-        r"<!-- example -->\s*\n<!-- not-run -->\s*\n```python\n(.*?)```\s*\n"
+        r"<!-- example -->\s*\n```python\n(.*?)```\s*\n"
         r"Output:\s*\n```text\n(.*?)```",
         text,
         re.S,

@@ -515,7 +515,7 @@ def page_example(page: str) -> tuple[str, str]:
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "integrations" / page).read_text()
     match = re.search(
-        r"<!-- example -->\n<!-- not-run -->\n```python\n(?P<code>.*?)\n```\n\nOutput:\n\n"
+        r"<!-- example -->\n```python\n(?P<code>.*?)\n```\n\nOutput:\n\n"
         r"```text\n(?P<output>.*?)\n```",
         text,
         re.S,
