@@ -254,6 +254,13 @@ def _measure(framework: Framework, uri: str, sizes: Sizes, run_venvs: bool) -> d
                 driver.call({"op": "read", "count": 1})
             appends = _paired(ours, peer, "append", reps, per_rep)
             reads = _paired(ours, peer, "read", reps, per_rep)
+            traffic = {
+                name: {
+                    what: driver.call({"op": "traffic", "what": what})
+                    for what in ("append", "read")
+                }
+                for name, driver in (("ours", ours), ("peer", peer))
+            }
             rows.append(
                 {
                     "length": length,
@@ -262,6 +269,7 @@ def _measure(framework: Framework, uri: str, sizes: Sizes, run_venvs: bool) -> d
                     "prefill": {"ours": prefill_ours, "peer": prefill_peer},
                     "append": appends.as_dict(),
                     "read": reads.as_dict(),
+                    "traffic": traffic,
                 }
             )
         result["rows"] = rows
@@ -396,4 +404,45 @@ def render(page: Page, section: dict[str, Any]) -> list[str]:
             ],
             rows,
         )
+        lines += _traffic_table(result["rows"])
     return lines
+
+
+def _traffic_cell(counted: dict[str, Any] | None) -> str:
+    if not counted:
+        return "—"
+    commands = counted["commands"]
+    return f"{len(commands)} ({', '.join(commands)}), {counted['reply_bytes'] / 1024:,.1f} KB"
+
+
+def _traffic_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Commands sent and reply bytes of one more append and one more read, each store."""
+    counted = [row for row in rows if "traffic" in row]
+    if not counted:
+        return []
+    cells = [
+        [
+            f"{row['length']:,}",
+            _traffic_cell(row["traffic"]["ours"].get("append")),
+            _traffic_cell(row["traffic"]["peer"].get("append")),
+            _traffic_cell(row["traffic"]["ours"].get("read")),
+            _traffic_cell(row["traffic"]["peer"].get("read")),
+        ]
+        for row in counted
+    ]
+    return [
+        "",
+        "Traffic of one more append and one more read (pymongo command monitoring: the "
+        "commands sent, and the bytes of their replies):",
+        "",
+        *table(
+            [
+                "Items in session",
+                "Append: ours",
+                "Append: peer",
+                "Read: ours",
+                "Read: peer",
+            ],
+            cells,
+        ),
+    ]

@@ -93,6 +93,13 @@ def test_adapter_section_pairs_ours_with_each_peer(smoke_run: tuple[Path, str]) 
         assert [length for length, _, _ in rows] == ["10", "100"], blocks[title]
         for _length, ours_items, peer_items in rows:
             assert ours_items == peer_items, blocks[title]
+        # Command monitoring of one more append and read of each store.
+        traffic = re.findall(
+            r"^\| (10|100) \|((?: \d+ \([a-zA-Z, ]*\), [\d,.]+ KB \|){4})$",
+            blocks[title],
+            re.MULTILINE,
+        )
+        assert [length for length, _ in traffic] == ["10", "100"], blocks[title]
     for title in ("LangChain", "LlamaIndex"):
         assert "not run: skipped in --smoke mode" in blocks[title], blocks[title]
     summary = re.findall(

@@ -12,6 +12,9 @@ the server; each later line is one command, answered with one JSON line once don
 * ``{"op": "append_floor", "count": n}`` (threadmem-mongo cases only): n appends
   alternating with n raw pymongo ``$push``es of the same stored message into a copy of
   the session's thread (same collection indexes, same length); answers both means.
+* ``{"op": "traffic", "what": "append" | "read"}``: one more append or read, untimed,
+  with what it sent counted by pymongo command monitoring: the commands' names and the
+  bytes of their replies.
 * ``{"op": "about"}``: the versions of the store's package and of pymongo.
 
 The timing happens here, in the store's own process, so the pipe costs nothing. The
@@ -29,8 +32,36 @@ from collections.abc import Awaitable, Callable
 from importlib import metadata
 from typing import Any
 
+import bson
+from pymongo import monitoring
+
 #: Items each read asks for, where the interface can ask for only the newest.
 RECENT = 20
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Records the commands of every client of this process (registered before any is
+    made), for the ``traffic`` op."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+        self.reply_bytes = 0
+
+    def started(self, event: Any) -> None:
+        self.commands.append(event.command_name)
+
+    def succeeded(self, event: Any) -> None:
+        self.reply_bytes += len(bson.encode(event.reply))
+
+    def failed(self, event: Any) -> None:
+        pass
+
+    def reset(self) -> None:
+        self.commands = []
+        self.reply_bytes = 0
+
+
+COUNTER = CommandCounter()
 
 
 def _version(name: str) -> str:
@@ -631,6 +662,11 @@ async def _answer(case: Case, lines: Any, floor: Floor | None) -> None:
         elif op == "read":
             mean, items = await _timed_mean(case.read, command["count"])
             answer = {"mean": mean, "items": items}
+        elif op == "traffic":
+            call = {"append": case.append, "read": case.read}[command["what"]]
+            COUNTER.reset()
+            await call()
+            answer = {"commands": COUNTER.commands, "reply_bytes": COUNTER.reply_bytes}
         elif op == "about":
             answer = {"version": _version(case.package), "pymongo": _version("pymongo")}
         else:
@@ -640,6 +676,8 @@ async def _answer(case: Case, lines: Any, floor: Floor | None) -> None:
 
 def main() -> int:
     config = json.loads(sys.stdin.readline())
+    # Before any client exists: a registered listener reaches the clients made after it.
+    monitoring.register(COUNTER)
     case = CASES[config["case"]](config)
     # One loop for the driver's life: the async clients are bound to the loop they
     # first ran on.
