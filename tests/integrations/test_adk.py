@@ -372,12 +372,25 @@ SEQUENCES: dict[str, list[Operation]] = {
         ],
     ],
     "after_timestamp_out_of_order": [
-        # ADK keeps the events after the last one older than the bound, not a filter.
+        # A filter (timestamp >= the bound) over the events in stored order, then the count.
         Create("s", {**A, "session_id": "s1"}),
         Append("s", event(5)),
         Append("s", event(1)),
         Append("s", event(7)),
-        Get("r", {**A, "session_id": "s1", "config": GetSessionConfig(after_timestamp=1004.0)}),
+        Append("s", event(4)),
+        Append("s", event(6)),
+        *[
+            Get("r", {**A, "session_id": "s1", "config": GetSessionConfig(**config)})
+            for config in (
+                {"after_timestamp": 1004.0},
+                {"after_timestamp": 1005.0},
+                {"after_timestamp": 1006.5},
+                {"after_timestamp": 1004.0, "num_recent_events": 2},
+                {"after_timestamp": 1004.0, "num_recent_events": 3},
+                {"after_timestamp": 1000.0, "num_recent_events": 4},
+                {"after_timestamp": 1008.0, "num_recent_events": 1},
+            )
+        ],
     ],
     "list_and_delete": [
         Create("a1", {**A, "session_id": "a1", "state": {"k": "a1"}}),
@@ -539,6 +552,17 @@ async def test_sequences_show_what_they_claim(service: ThreadMemSessionService) 
     shown = await run_sequence(service, SEQUENCES["recent_and_after_timestamp"])
     counts = [len(s["events"]) for s in shown[-12:]]
     assert counts == [0, 1, 3, 7, 7, 4, 3, 1, 0, 3, 2, 0]
+    shown = await run_sequence(InMemorySessionService(), SEQUENCES["after_timestamp_out_of_order"])
+    ids = [[e["id"] for e in s["events"]] for s in shown[-7:]]
+    assert ids == [
+        ["event-5", "event-7", "event-4", "event-6"],
+        ["event-5", "event-7", "event-6"],
+        ["event-7"],
+        ["event-4", "event-6"],
+        ["event-7", "event-4", "event-6"],
+        ["event-1", "event-7", "event-4", "event-6"],
+        [],
+    ]
 
 
 # -- stale sessions, against ADK's SQL service -------------------------------------------------

@@ -271,12 +271,17 @@ def _event_from_message(message: RoleMessage) -> Event:
     return event
 
 
-def _trailing_since(events: list[Event], after_timestamp: float) -> list[Event]:
-    """The events after the last one older than ``after_timestamp`` (ADK's own rule)."""
-    for index in range(len(events) - 1, -1, -1):
-        if events[index].timestamp < after_timestamp:
-            return events[index + 1 :]
-    return events
+def _at_or_after(events: list[Event], after_timestamp: float) -> list[Event]:
+    """The events whose timestamp is ``after_timestamp`` or later, in stored order (the
+    rule of ADK's own services since 2.15)."""
+    return [event for event in events if event.timestamp >= after_timestamp]
+
+
+def _recent(events: list[Event], count: int | None) -> list[Event]:
+    """The last ``count`` of ``events``; all of them if ``count`` is None."""
+    if count is None:
+        return events
+    return events[-count:] if count else []
 
 
 class ThreadMemSessionService(BaseSessionService):
@@ -446,7 +451,8 @@ class ThreadMemSessionService(BaseSessionService):
             session_id: The session id (surrounding spaces removed).
             config: ``num_recent_events`` loads only the last events (read from the
                 store as a slice, whatever the session's length); ``after_timestamp``
-                keeps the events after the last one older than it.
+                keeps the events whose timestamp is at or after it, in stored order
+                (and with both, the last ``num_recent_events`` of those).
 
         Returns:
             The session with its state merged with the app's and the user's, or None.
@@ -464,16 +470,16 @@ class ThreadMemSessionService(BaseSessionService):
         recent = config.num_recent_events if config is not None else None
         after = config.after_timestamp if config is not None else None
         thread_id = self.thread_id(app_name, user_id, sid)
+        # Events need not be in time order, so a time bound has to see every event; the
+        # count alone reads only the last ones.
+        last = recent if after is None else None
         try:
-            if recent is None and after is not None:
-                thread = await self._load_since(thread_id, after)
-            else:
-                thread = await AsyncRoleThread.get(thread_id, last=recent, store=self._store)
+            thread = await AsyncRoleThread.get(thread_id, last=last, store=self._store)
         except ThreadNotFoundError:
             return None
         events = [_event_from_message(m) for m in await thread.messages()]
         if after is not None:
-            events = _trailing_since(events, after)
+            events = _recent(_at_or_after(events, after), recent)
         app_state = await self._read_shared(self.app_state_thread_id(app_name))
         user_state = await self._read_shared(self.user_state_thread_id(app_name, user_id))
         metadata = thread.metadata or {}
@@ -487,18 +493,6 @@ class ThreadMemSessionService(BaseSessionService):
         )
         session._storage_update_marker = str(thread.version)
         return session
-
-    async def _load_since(self, thread_id: str, after: float) -> AsyncRoleThread:
-        """Load the thread with enough of its last messages to hold every event after
-        the last one older than ``after``: a growing slice, never the whole thread
-        unless needed."""
-        window = 32
-        while True:
-            thread = await AsyncRoleThread.get(thread_id, last=window, store=self._store)
-            loaded = await thread.messages(resolve_images=False)
-            if len(loaded) >= thread.message_count or any(m.created < after for m in loaded):
-                return thread
-            window *= 4
 
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
