@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import datetime
 import itertools
 import json
 import os
@@ -51,6 +52,7 @@ from google.adk.sessions.base_session_service import (
     ListSessionsResponse,
 )
 from google.adk.sessions.session import Session
+from google.adk.sessions.sqlite_session_service import SqliteSessionService
 from google.genai import types
 from pymongo import AsyncMongoClient
 from pymongo.collection import Collection
@@ -615,6 +617,116 @@ async def test_stale_sequences_match_sql_service(
     assert ("error", "StaleSessionError") in shown or name.startswith("listed")
 
 
+# -- state values with no JSON form, against ADK's SQL services ------------------------------
+
+
+class Opaque:
+    """A state value with no JSON form, equal to its copies (each run copies the events)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Opaque) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __str__(self) -> str:
+        return f"<opaque {self.name}>"
+
+
+def opaque_function() -> None:
+    """A function: no JSON form either, and the same object in every copy."""
+
+
+WHEN = datetime.datetime(2026, 1, 2, 3, 4, 5)
+
+ODD_STATE_SEQUENCES: dict[str, list[Operation]] = {
+    "values_without_json_form_are_stored_as_text": [
+        Create(
+            "s",
+            {
+                **A,
+                "session_id": "s1",
+                "state": {
+                    "k": Opaque("created"),
+                    "when": WHEN,
+                    "app:f": opaque_function,
+                    "user:raw": b"\xff\x00",
+                    "temp:t": Opaque("temp"),
+                },
+            },
+        ),
+        Get("s", {**A, "session_id": "s1"}),
+        Append(
+            "s",
+            event(
+                1,
+                state={
+                    "k": Opaque("appended"),
+                    "nested": {"list": [Opaque("deep"), 1, None], "set": {3}},
+                    "text": b"plain",
+                    "user:raw": b"\xfe",
+                    "app:f": opaque_function,
+                    "temp:t": Opaque("temp"),
+                },
+            ),
+        ),
+        Get("after", {**A, "session_id": "s1"}),
+        UserState(A),
+        ListSessions({"app_name": APP}),
+    ],
+    "json_values_keep_their_rich_forms": [
+        Create("s", {**A, "session_id": "s1", "state": {"when": WHEN, "b": b"text"}}),
+        Append("s", event(1, state={"user:when": WHEN, "raw": b"\xff"})),
+        Get("after", {**A, "session_id": "s1"}),
+        UserState(A),
+    ],
+}
+
+
+@contextlib.asynccontextmanager
+async def sqlite_reference(path: Path) -> Any:
+    reference = SqliteSessionService(str(path / "sessions.db"))
+    yield reference
+
+
+SQL_REFERENCES = {"database": lambda _: sql_reference(), "sqlite": sqlite_reference}
+
+
+@pytest.mark.parametrize("kind", sorted(SQL_REFERENCES))
+@pytest.mark.parametrize("name", sorted(ODD_STATE_SEQUENCES))
+async def test_state_values_are_stored_as_sql_services_store_them(
+    service: ThreadMemSessionService, name: str, kind: str, tmp_path: Path
+) -> None:
+    async with SQL_REFERENCES[kind](tmp_path) as reference:
+        shown = await assert_same_as_reference(service, ODD_STATE_SEQUENCES[name], reference)
+    assert ("error", "InvalidInputError") not in shown
+
+
+async def test_state_values_without_json_form_come_back_as_their_str(
+    service: ThreadMemSessionService,
+) -> None:
+    """What the SQL services do, shown: nothing refused, the str() stored, raw bytes as base64."""
+    shown = await run_sequence(
+        service, ODD_STATE_SEQUENCES["values_without_json_form_are_stored_as_text"]
+    )
+    created, after, user_state = shown[0], shown[4], shown[5]
+    assert created["state"]["k"] == "<opaque created>"
+    assert created["state"]["when"] == "2026-01-02T03:04:05"
+    assert created["state"]["app:f"] == str(opaque_function)
+    assert created["state"]["user:raw"] == base64.b64encode(b"\xff\x00").decode()
+    assert "temp:t" not in created["state"]
+    assert after["state"]["k"] == "<opaque appended>"
+    assert after["state"]["nested"] == {"list": ["<opaque deep>", 1, None], "set": [3]}
+    assert after["state"]["text"] == "plain"
+    assert user_state == {"raw": base64.b64encode(b"\xfe").decode()}
+    delta = after["events"][0]["actions"]["state_delta"]
+    assert delta["k"] == "<opaque appended>"
+    assert "temp:t" not in delta
+
+
 async def test_stale_append_raises_and_writes_nothing(
     service: ThreadMemSessionService, async_raw: Collection[dict[str, Any]]
 ) -> None:
@@ -1013,14 +1125,15 @@ class Unserialisable:
     pass
 
 
+SELF_CONTAINING: dict[str, Any] = {}
+SELF_CONTAINING["me"] = SELF_CONTAINING
+
+
 BAD_CALLS: dict[str, Callable[[ThreadMemSessionService], Awaitable[Any]]] = {
     "create app_name": lambda s: s.create_session(app_name=1, user_id="u"),  # type: ignore[arg-type]
     "create user_id": lambda s: s.create_session(app_name="a", user_id=None),  # type: ignore[arg-type]
     "create session_id": lambda s: s.create_session(app_name="a", user_id="u", session_id=5),  # type: ignore[arg-type]
     "create state type": lambda s: s.create_session(app_name="a", user_id="u", state="x"),  # type: ignore[arg-type]
-    "create state value": lambda s: s.create_session(
-        app_name="a", user_id="u", state={"app:k": Unserialisable()}
-    ),
     "create state key": lambda s: s.create_session(app_name="a", user_id="u", state={1: 2}),  # type: ignore[dict-item]
     "create surrogate": lambda s: s.create_session(app_name="a\ud800", user_id="u"),
     "get config": lambda s: s.get_session(app_name="a", user_id="u", session_id="s", config="x"),  # type: ignore[arg-type]
@@ -1038,9 +1151,9 @@ BAD_CALLS: dict[str, Callable[[ThreadMemSessionService], Awaitable[Any]]] = {
         Session(id="s1", app_name=APP, user_id="alice"),
         Event(author="agent", invocation_id="i", output=Unserialisable()),
     ),
-    "append state value": lambda s: s.append_event(
+    "append state value containing itself": lambda s: s.append_event(
         Session(id="s1", app_name=APP, user_id="alice"),
-        event(1, state={"user:k": Unserialisable()}),
+        event(1, state={"user:k": SELF_CONTAINING}),
     ),
 }
 

@@ -41,10 +41,11 @@ from google.adk.sessions.base_session_service import (
 from google.adk.sessions.session import Session
 from google.adk.sessions.state import State
 from google.genai import types
+from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 from pymongo.errors import DuplicateKeyError
 
-from threadmem_mongo import InvalidInputError, RoleMessage, V1RoleThread
+from threadmem_mongo import InputTypeError, InvalidInputError, RoleMessage, V1RoleThread
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 from threadmem_mongo.errors import ImageFormatError, ThreadNotFoundError, VersionConflictError
 
@@ -116,24 +117,71 @@ def _json_text(name: str, value: Mapping[str, Any]) -> str:
         raise InvalidInputError(f"{name} holds a value that has no JSON form: {exc}") from exc
 
 
+def _bytes_as_text(value: Any) -> Any:
+    """``value`` with every ``bytes`` made text: decoded if UTF-8, else base64; models
+    become their fields, sets lists."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    if isinstance(value, BaseModel):
+        return _bytes_as_text(value.model_dump())
+    if isinstance(value, dict):
+        return {_bytes_as_text(key): _bytes_as_text(item) for key, item in value.items()}
+    if isinstance(value, (list, set)):
+        return [_bytes_as_text(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_bytes_as_text(item) for item in value)
+    return value
+
+
+def _state_as_json(name: str, state: dict[str, Any]) -> Any:
+    """``state`` as JSON data, as ADK's SQL services store state (2.14 and later).
+
+    Values pydantic can serialize keep that form (datetimes as ISO text, models as
+    their fields); if any value cannot be, bytes that are not UTF-8 become base64 text,
+    and if that is not enough either, every value with no JSON form becomes its
+    ``str()``. The whole state is converted at once, as the SQL services do.
+
+    Raises:
+        InvalidInputError: Not even that gives JSON (a value that contains itself).
+    """
+    failures = (PydanticSerializationError, UnicodeDecodeError)
+    try:
+        for serialize_unknown in (False, True):
+            with contextlib.suppress(*failures):
+                return to_jsonable_python(state, serialize_unknown=serialize_unknown)
+            with contextlib.suppress(*failures):
+                return to_jsonable_python(
+                    _bytes_as_text(state), serialize_unknown=serialize_unknown
+                )
+    except (ValueError, RecursionError) as exc:
+        # A value that contains itself.
+        raise InvalidInputError(f"{name} holds a value that has no JSON form: {exc}") from exc
+    raise InvalidInputError(f"{name} holds a value that has no JSON form")
+
+
 def _split_state(name: str, state: object) -> dict[str, dict[str, Any]]:
     """Split a state dict into its app, user and session parts (temp keys dropped), each
-    converted to JSON data, so what is returned is what the store gives back later."""
+    converted to JSON data as ``_state_as_json`` does, so what is returned is what the
+    store gives back later."""
     if state is None:
         state = {}
     if not isinstance(state, Mapping):
-        raise InvalidInputError(f"{name} must be a dict or None, got {type(state).__name__}")
+        raise InputTypeError(f"{name} must be a dict or None, got {type(state).__name__}")
     parts: dict[str, dict[str, Any]] = {"app": {}, "user": {}, "session": {}}
     for key, value in state.items():
         if not isinstance(key, str):
-            raise InvalidInputError(f"{name} keys must be strings, got {key!r}")
+            raise InputTypeError(f"{name} keys must be strings, got {key!r}")
         if key.startswith(State.APP_PREFIX):
             parts["app"][key.removeprefix(State.APP_PREFIX)] = value
         elif key.startswith(State.USER_PREFIX):
             parts["user"][key.removeprefix(State.USER_PREFIX)] = value
         elif not key.startswith(State.TEMP_PREFIX):
             parts["session"][key] = value
-    return {scope: json.loads(_json_text(name, values)) for scope, values in parts.items()}
+    converted: dict[str, dict[str, Any]] = _state_as_json(name, parts)
+    return converted
 
 
 def _merged_state(
@@ -371,7 +419,9 @@ class ThreadMemSessionService(BaseSessionService):
             app_name: The app name.
             user_id: The user id.
             state: Initial state; ``app:`` and ``user:`` keys go to the shared state,
-                ``temp:`` keys are dropped, the rest is the session's own.
+                ``temp:`` keys are dropped, the rest is the session's own. It is stored
+                as JSON, as ADK's SQL services store it: a value with no JSON form is
+                stored as its ``str()``, bytes that are not UTF-8 as base64 text.
             session_id: The session id (surrounding spaces removed); a new one from
                 ADK's id generator (a uuid4) if None or blank.
 
@@ -381,8 +431,8 @@ class ThreadMemSessionService(BaseSessionService):
         Raises:
             AlreadyExistsError: A session with this id exists for this app and user;
                 nothing was written.
-            InvalidInputError: An argument is not acceptable, or a state value has no
-                JSON form; nothing was written.
+            InvalidInputError: An argument is not acceptable, or a state value
+                contains itself; nothing was written.
         """
         _check_str("app_name", app_name)
         _check_str("user_id", user_id)
@@ -577,7 +627,10 @@ class ThreadMemSessionService(BaseSessionService):
         state changes reach ``session.state`` but are not stored. The event and the
         session's own state change are one conditional update of the session's thread;
         ``app:`` and ``user:`` changes are merged into their threads right after.
-        Appending the same event again (equal, same id) changes nothing.
+        Appending the same event again (equal, same id) changes nothing. State values
+        are stored as in ``create_session``: one with no JSON form as its ``str()``,
+        in the stored state and in the stored event alike, while ``session.state`` and
+        the returned event keep the value itself, as with ADK's SQL services.
 
         Args:
             session: The session, as returned by this service.
@@ -592,8 +645,9 @@ class ThreadMemSessionService(BaseSessionService):
             SessionNotFoundError: The session is not in the store.
             AlreadyExistsError: A different event with this event's id is in the
                 session.
-            InvalidInputError: ``session`` or ``event`` is of the wrong type, or a
-                state value has no JSON form; nothing was written.
+            InvalidInputError: ``session`` or ``event`` is of the wrong type, the
+                event has no JSON form (its ``output``, say), or a state value
+                contains itself; nothing was written.
         """
         if not isinstance(session, Session):
             raise InvalidInputError(f"session must be a Session, got {type(session).__name__}")
