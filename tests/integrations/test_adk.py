@@ -57,7 +57,7 @@ from google.genai import types
 from pymongo import AsyncMongoClient
 from pymongo.collection import Collection
 
-from threadmem_mongo import InvalidInputError, RoleThread, ThreadTooLargeError
+from threadmem_mongo import InputTypeError, InvalidInputError, RoleThread, ThreadTooLargeError
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 from threadmem_mongo.integrations.adk import ThreadMemSessionService
 
@@ -1170,13 +1170,82 @@ async def test_bad_input_raises_invalid_input_and_writes_nothing(
 
 
 async def test_store_must_be_an_async_store() -> None:
-    with pytest.raises(InvalidInputError, match="AsyncThreadStore"):
+    with pytest.raises(InputTypeError, match="AsyncThreadStore"):
         ThreadMemSessionService(store="mongodb://x")  # type: ignore[arg-type]
 
 
 async def test_thread_id_refuses_non_strings() -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InputTypeError):
         ThreadMemSessionService.thread_id("a", 1, "s")  # type: ignore[arg-type]
+
+
+#: Where a name belongs: unhashable, so ADK's services refuse it with a TypeError.
+NOT_A_NAME: Any = ["s1"]
+
+#: Calls with an argument of the wrong type that ADK's own services refuse with a
+#: TypeError, and the reference whose TypeError each is compared with: the in-memory
+#: service, or the SQL service where only it raises one.
+WRONG_TYPES: dict[str, tuple[str, Callable[[BaseSessionService], Awaitable[Any]]]] = {
+    "create app_name": (
+        "memory",
+        lambda s: s.create_session(app_name=NOT_A_NAME, user_id="alice", session_id="s"),
+    ),
+    "create user_id": (
+        "memory",
+        lambda s: s.create_session(app_name=APP, user_id=NOT_A_NAME, session_id="s"),
+    ),
+    "create session_id": ("sql", lambda s: s.create_session(**A, session_id=NOT_A_NAME)),
+    "get app_name": (
+        "memory",
+        lambda s: s.get_session(app_name=NOT_A_NAME, user_id="alice", session_id="s1"),
+    ),
+    "get user_id": (
+        "memory",
+        lambda s: s.get_session(app_name=APP, user_id=NOT_A_NAME, session_id="s1"),
+    ),
+    "list app_name": ("memory", lambda s: s.list_sessions(app_name=NOT_A_NAME)),
+    "list user_id": ("memory", lambda s: s.list_sessions(app_name=APP, user_id=NOT_A_NAME)),
+    "delete app_name": (
+        "memory",
+        lambda s: s.delete_session(app_name=NOT_A_NAME, user_id="alice", session_id="s1"),
+    ),
+    "delete user_id": (
+        "memory",
+        lambda s: s.delete_session(app_name=APP, user_id=NOT_A_NAME, session_id="s1"),
+    ),
+    "user state app_name": (
+        "memory",
+        lambda s: s.get_user_state(app_name=NOT_A_NAME, user_id="alice"),
+    ),
+    "user state user_id": (
+        "memory",
+        lambda s: s.get_user_state(app_name=APP, user_id=NOT_A_NAME),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_TYPES))
+async def test_a_wrong_type_adk_refuses_with_type_error_raises_input_type_error(
+    service: ThreadMemSessionService, async_raw: Collection[dict[str, Any]], name: str
+) -> None:
+    kind, call = WRONG_TYPES[name]
+    if kind == "memory":
+        reference: BaseSessionService = InMemorySessionService()
+        await reference.create_session(**A, session_id="s1", state={"k": 1})
+        with pytest.raises(TypeError):
+            await call(reference)
+    else:
+        async with sql_reference() as reference:
+            await reference.create_session(**A, session_id="s1", state={"k": 1})
+            with pytest.raises(TypeError):
+                await call(reference)
+    await service.create_session(**A, session_id="s1", state={"k": 1})
+    before = list(async_raw.find({}, sort=[("_id", 1)]))
+    with pytest.raises(InputTypeError) as raised:
+        await call(service)
+    assert isinstance(raised.value, TypeError)
+    assert isinstance(raised.value, InvalidInputError)
+    assert list(async_raw.find({}, sort=[("_id", 1)])) == before
 
 
 # -- a real agent loop -------------------------------------------------------------------------

@@ -713,8 +713,43 @@ async def test_bad_input_raises_and_writes_nothing(
 
 
 async def test_store_argument_is_checked() -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InputTypeError):
         ThreadMemConversationStore(store=object())  # type: ignore[arg-type]
+
+
+#: Calls with an argument of the wrong type that ``InMemoryConversationStore`` refuses
+#: with a TypeError; each gets the id of the stored conversation's newest entry.
+WRONG_TYPES: dict[str, Callable[[ConversationStore, str], Any]] = {
+    "read_records limit text": lambda s, head: s.read_records(limit="2"),
+    "read_records limit float": lambda s, head: s.read_records(limit=1.5),
+    "read_entry list": lambda s, head: s.read_entry([head]),
+    "read_history limit text": lambda s, head: s.read_history(head, limit="2"),
+    "write_record new_entries not iterable": lambda s, head: s.write_record(
+        ConversationRecord(conversation_id="other", head_id=None),
+        new_entries=5,
+        expected_revision=None,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_TYPES))
+async def test_a_wrong_type_the_reference_refuses_with_type_error_raises_input_type_error(
+    async_store: AsyncThreadStore, async_raw: Any, name: str
+) -> None:
+    call = WRONG_TYPES[name]
+    reference, ours = both_stores(async_store)
+    for store in (reference, ours):
+        await store.save(Conversation(conversation_id="c", messages=turn(0)))
+    reference_head = (await reference.read_record("c")).head_id  # type: ignore[union-attr]
+    with pytest.raises(TypeError):
+        await call(reference, reference_head)
+    our_head = (await ours.read_record("c")).head_id  # type: ignore[union-attr]
+    before = list(async_raw.find({}))
+    with pytest.raises(InputTypeError) as raised:
+        await call(ours, our_head)
+    assert isinstance(raised.value, TypeError)
+    assert isinstance(raised.value, InvalidInputError)
+    assert list(async_raw.find({})) == before
 
 
 async def test_without_store_uses_the_configured_default(async_store: AsyncThreadStore) -> None:

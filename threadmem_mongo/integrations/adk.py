@@ -96,7 +96,7 @@ def _part(value: str) -> str:
 
 def _check_str(name: str, value: object) -> str:
     if not isinstance(value, str):
-        raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
+        raise InputTypeError(f"{name} must be a string, got {type(value).__name__}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -339,17 +339,22 @@ class ThreadMemSessionService(BaseSessionService):
     ``Runner(agent=..., app_name=..., session_service=ThreadMemSessionService())``.
     Sessions written by one process are read by any other using the same store.
 
+    An argument of the wrong type raises ``threadmem_mongo.InputTypeError``, both an
+    ``InvalidInputError`` and the ``TypeError`` ADK's own services raise where they
+    raise one (a ``user_id`` that is a list, say); a bad value of the right type raises
+    ``InvalidInputError``.
+
     Args:
         store: The async store to use; the configured default
             (``threadmem_mongo.aio.configure``) if omitted, looked up at each call.
 
     Raises:
-        InvalidInputError: ``store`` is not an ``AsyncThreadStore``.
+        InputTypeError: ``store`` is not an ``AsyncThreadStore``.
     """
 
     def __init__(self, *, store: AsyncThreadStore | None = None) -> None:
         if store is not None and not isinstance(store, AsyncThreadStore):
-            raise InvalidInputError(
+            raise InputTypeError(
                 f"store must be an AsyncThreadStore or None, got {type(store).__name__}"
             )
         self._store = store
@@ -375,7 +380,7 @@ class ThreadMemSessionService(BaseSessionService):
             The thread id.
 
         Raises:
-            InvalidInputError: An argument is not a string.
+            InputTypeError: An argument is not a string.
         """
         parts = (
             _check_str("app_name", app_name),
@@ -389,7 +394,7 @@ class ThreadMemSessionService(BaseSessionService):
         """Return the id of the thread holding an app's ``app:`` state.
 
         Raises:
-            InvalidInputError: ``app_name`` is not a string.
+            InputTypeError: ``app_name`` is not a string.
         """
         return "adk-app:" + _part(_check_str("app_name", app_name))
 
@@ -398,7 +403,7 @@ class ThreadMemSessionService(BaseSessionService):
         """Return the id of the thread holding a user's ``user:`` state in an app.
 
         Raises:
-            InvalidInputError: An argument is not a string.
+            InputTypeError: An argument is not a string.
         """
         app = _part(_check_str("app_name", app_name))
         return f"adk-user:{app}:{_part(_check_str('user_id', user_id))}"
@@ -514,7 +519,7 @@ class ThreadMemSessionService(BaseSessionService):
         _check_str("user_id", user_id)
         sid = _check_str("session_id", session_id).strip()
         if config is not None and not isinstance(config, GetSessionConfig):
-            raise InvalidInputError(
+            raise InputTypeError(
                 f"config must be a GetSessionConfig or None, got {type(config).__name__}"
             )
         recent = config.num_recent_events if config is not None else None
@@ -645,14 +650,14 @@ class ThreadMemSessionService(BaseSessionService):
             SessionNotFoundError: The session is not in the store.
             AlreadyExistsError: A different event with this event's id is in the
                 session.
-            InvalidInputError: ``session`` or ``event`` is of the wrong type, the
-                event has no JSON form (its ``output``, say), or a state value
-                contains itself; nothing was written.
+            InvalidInputError: ``session`` or ``event`` is of the wrong type (an
+                ``InputTypeError``), the event has no JSON form (its ``output``, say),
+                or a state value contains itself; nothing was written.
         """
         if not isinstance(session, Session):
-            raise InvalidInputError(f"session must be a Session, got {type(session).__name__}")
+            raise InputTypeError(f"session must be a Session, got {type(session).__name__}")
         if not isinstance(event, Event):
-            raise InvalidInputError(f"event must be an Event, got {type(event).__name__}")
+            raise InputTypeError(f"event must be an Event, got {type(event).__name__}")
         if event.partial:
             return event
         delta = event.actions.state_delta if event.actions else None

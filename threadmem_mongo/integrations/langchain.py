@@ -34,7 +34,13 @@ from langchain_core.messages import (
     messages_from_dict,
 )
 
-from threadmem_mongo import ConfigurationError, InvalidInputError, RoleMessage, ThreadStore
+from threadmem_mongo import (
+    ConfigurationError,
+    InputTypeError,
+    InvalidInputError,
+    RoleMessage,
+    ThreadStore,
+)
 from threadmem_mongo.aio import AsyncThreadStore
 from threadmem_mongo.integrations import _async_thread_io, _stored_items, _thread_io
 from threadmem_mongo.integrations._stored_items import ImageSlot
@@ -97,8 +103,9 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
             existing thread keeps its own).
 
     Raises:
-        InvalidInputError: ``session_id`` is not a non-empty string, ``owner_id`` is not
-            a string, a store is of the wrong type, or two async stores are given.
+        InputTypeError: ``session_id`` or ``owner_id`` is not a string, or a store is
+            of the wrong type.
+        InvalidInputError: ``session_id`` is empty, or two async stores are given.
     """
 
     def __init__(
@@ -113,11 +120,11 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
         self.session_id = _stored_items.check_thread_id("session_id", session_id)
         self.owner_id = _stored_items.check_owner_id(owner_id)
         if store is not None and not isinstance(store, (ThreadStore, AsyncThreadStore)):
-            raise InvalidInputError(
+            raise InputTypeError(
                 f"store must be a ThreadStore or an AsyncThreadStore, got {type(store).__name__}"
             )
         if async_store is not None and not isinstance(async_store, AsyncThreadStore):
-            raise InvalidInputError(
+            raise InputTypeError(
                 f"async_store must be an AsyncThreadStore, got {type(async_store).__name__}"
             )
         if isinstance(store, AsyncThreadStore) and async_store is not None:
@@ -177,8 +184,12 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
             messages: The LangChain messages to add.
 
         Raises:
-            InvalidInputError: ``messages`` is not a sequence of ``BaseMessage``, or one
-                cannot be stored as JSON.
+            InputTypeError: ``messages`` is not a sequence of ``BaseMessage`` (LangChain's
+                ``InMemoryChatMessageHistory`` raises ``TypeError`` for one that is not
+                iterable), or one holds a value JSON has no form for.
+            InvalidInputError: A message cannot be stored otherwise (a type that
+                ``messages_from_dict`` cannot read back, or a value that contains
+                itself).
             ConfigurationError: Only an async store was given.
             ThreadTooLargeError: The thread would pass MongoDB's 16 MB document limit;
                 nothing was written (unless the messages were being appended one at a
@@ -224,8 +235,12 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
             messages: The LangChain messages to add.
 
         Raises:
-            InvalidInputError: ``messages`` is not a sequence of ``BaseMessage``, or one
-                cannot be stored as JSON.
+            InputTypeError: ``messages`` is not a sequence of ``BaseMessage`` (LangChain's
+                ``InMemoryChatMessageHistory`` raises ``TypeError`` for one that is not
+                iterable), or one holds a value JSON has no form for.
+            InvalidInputError: A message cannot be stored otherwise (a type that
+                ``messages_from_dict`` cannot read back, or a value that contains
+                itself).
             ConfigurationError: Only a sync store was given.
             ThreadTooLargeError: The thread would pass MongoDB's 16 MB document limit.
         """
@@ -252,7 +267,7 @@ def _stored_messages(messages: object) -> list[RoleMessage]:
     if isinstance(messages, (str, bytes, Mapping, BaseMessage)) or not isinstance(
         messages, Sequence
     ):
-        raise InvalidInputError(
+        raise InputTypeError(
             f"messages must be a sequence of LangChain messages, got {type(messages).__name__}"
         )
     return [_stored_message(message, index) for index, message in enumerate(messages)]
@@ -260,7 +275,7 @@ def _stored_messages(messages: object) -> list[RoleMessage]:
 
 def _stored_message(message: object, index: int) -> RoleMessage:
     if not isinstance(message, BaseMessage):
-        raise InvalidInputError(
+        raise InputTypeError(
             f"messages[{index}] must be a LangChain BaseMessage, got {type(message).__name__}"
         )
     item = message_to_dict(message)
@@ -277,10 +292,7 @@ def _stored_message(message: object, index: int) -> RoleMessage:
         )
     what = f"messages[{index}]"
     # Round-trip through JSON now, so what is stored is what later reads give back.
-    try:
-        item = json.loads(_stored_items.to_json(item, what))
-    except ValueError as exc:  # pragma: no cover - to_json output is always valid JSON
-        raise InvalidInputError(f"{what} cannot be stored as JSON: {exc}") from exc
+    item = json.loads(_stored_items.to_json(item, what))
     return _stored_items.encode_item(
         item,
         key=METADATA_KEY,

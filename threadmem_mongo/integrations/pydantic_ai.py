@@ -257,6 +257,21 @@ def _checked_details(name: str, details: object) -> dict[str, Any]:
     return dict(details)
 
 
+def _checked_entries(entries: object) -> list[ConversationEntry]:
+    if isinstance(entries, (str, bytes)):
+        raise InputTypeError("new_entries must be ConversationEntry objects, got a string")
+    try:
+        listed: list[object] = list(entries)  # type: ignore[call-overload]
+    except TypeError:
+        raise InputTypeError(
+            f"new_entries must be ConversationEntry objects, got {type(entries).__name__}"
+        ) from None
+    checked = [entry for entry in listed if isinstance(entry, ConversationEntry)]
+    if len(checked) != len(listed):
+        raise InputTypeError("new_entries must be ConversationEntry objects")
+    return checked
+
+
 def _check_limit(limit: object) -> int | None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
         raise InputTypeError(f"limit must be None or a whole number >= 0, got {limit!r}")
@@ -286,15 +301,18 @@ class ThreadMemConversationStore(ConversationStore):
         store: The async store to use; the configured default
             (``threadmem_mongo.aio.configure``) if omitted.
 
+    An argument of the wrong type raises ``threadmem_mongo.InputTypeError``, both an
+    ``InvalidInputError`` and the ``TypeError`` that ``InMemoryConversationStore``
+    raises where it raises one (a ``limit`` that is not a number, ``new_entries`` that
+    is not iterable); a bad value of the right type raises ``InvalidInputError``.
+
     Raises:
-        InvalidInputError: ``store`` is not an ``AsyncThreadStore``.
+        InputTypeError: ``store`` is not an ``AsyncThreadStore``.
     """
 
     def __init__(self, *, store: AsyncThreadStore | None = None) -> None:
         if store is not None and not isinstance(store, AsyncThreadStore):
-            raise InvalidInputError(
-                f"store must be an AsyncThreadStore, got {type(store).__name__}"
-            )
+            raise InputTypeError(f"store must be an AsyncThreadStore, got {type(store).__name__}")
         self._store = store
 
     # -- thread access -------------------------------------------------------------------
@@ -321,7 +339,8 @@ class ThreadMemConversationStore(ConversationStore):
         """The conversation's record, or None if the store has none.
 
         Raises:
-            InvalidInputError: ``conversation_id`` is not a non-empty string.
+            InvalidInputError: ``conversation_id`` is not a non-empty string (an
+                ``InputTypeError`` if it is not a string).
         """
         _check_id("conversation_id", conversation_id)
         live = self._live(await self._thread(conversation_id))
@@ -333,10 +352,11 @@ class ThreadMemConversationStore(ConversationStore):
         """The live records (of ``scope``, if given), newest ``updated_at`` first.
 
         Raises:
-            InvalidInputError: ``scope`` is not a string, or ``limit`` is negative.
+            InputTypeError: ``scope`` is not a string, or ``limit`` not a whole number.
+            InvalidInputError: ``limit`` is negative.
         """
         if scope is not None and not isinstance(scope, str):
-            raise InvalidInputError(f"scope must be a string or None, got {scope!r}")
+            raise InputTypeError(f"scope must be a string or None, got {scope!r}")
         count = _check_limit(limit)
         wanted: dict[str, Any] = {LIVE: True}
         if scope is not None:
@@ -351,7 +371,8 @@ class ThreadMemConversationStore(ConversationStore):
 
         Raises:
             KeyError: No such entry.
-            InvalidInputError: ``entry_id`` is not a non-empty string.
+            InvalidInputError: ``entry_id`` is not a non-empty string (an
+                ``InputTypeError`` if it is not a string).
         """
         _check_id("entry_id", entry_id)
         found = await self._find_entry(entry_id)
@@ -368,6 +389,8 @@ class ThreadMemConversationStore(ConversationStore):
 
         Raises:
             KeyError: An entry of the history is missing.
+            InputTypeError: ``limit`` is not a whole number.
+            InvalidInputError: ``limit`` is negative.
         """
         count = _check_limit(limit)
         # Each message with the store to read its GridFS images from (None: read already).
@@ -414,19 +437,16 @@ class ThreadMemConversationStore(ConversationStore):
                 or the record's metadata is not JSON data; nothing was written.
         """
         if not isinstance(record, ConversationRecord):
-            raise InvalidInputError(f"record must be a ConversationRecord, got {record!r}")
+            raise InputTypeError(f"record must be a ConversationRecord, got {record!r}")
         conversation_id = _check_id("record.conversation_id", record.conversation_id)
         if expected_revision is not None and not isinstance(expected_revision, str):
-            raise InvalidInputError("expected_revision must be a string or None")
-        if isinstance(new_entries, (str, bytes)) or not all(
-            isinstance(entry, ConversationEntry) for entry in new_entries
-        ):
-            raise InvalidInputError("new_entries must be ConversationEntry objects")
+            raise InputTypeError("expected_revision must be a string or None")
+        entries = _checked_entries(new_entries)
         if record.updated_at.tzinfo is None:
             raise InvalidInputError("record.updated_at must be timezone-aware")
         _checked_details("record", {"title": record.title, "metadata": record.metadata})
-        messages = [entry_to_message(entry) for entry in new_entries]
-        new_ids = {entry.id for entry in new_entries}
+        messages = [entry_to_message(entry) for entry in entries]
+        new_ids = {entry.id for entry in entries}
         for _ in range(ATTEMPTS):
             thread = await self._thread(conversation_id)
             live = self._live(thread)
@@ -618,11 +638,11 @@ class ThreadMemConversationStore(ConversationStore):
 
         Raises:
             ConversationConflict: No record with ``expected_revision`` is stored.
-            InvalidInputError: An argument of the wrong type.
+            InputTypeError: An argument of the wrong type.
         """
         _check_id("conversation_id", conversation_id)
         if not isinstance(expected_revision, str):
-            raise InvalidInputError("expected_revision must be a string")
+            raise InputTypeError("expected_revision must be a string")
         for _ in range(ATTEMPTS):
             thread = await self._thread(conversation_id)
             live = self._live(thread)
