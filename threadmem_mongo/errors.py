@@ -129,7 +129,8 @@ class InputTypeError(InvalidInputError, TypeError):
     Both an ``InvalidInputError`` (so ``except ValueError`` and ``except
     InvalidInputError`` catch it) and a ``TypeError``, for callers written against a
     framework whose own stores raise ``TypeError`` for the same mistake (the Agents SDK's
-    sessions, for a session id that is not a string).
+    ``MongoDBSession``, for a session id that is not a string). The agent-framework
+    adapters raise it for every argument of the wrong type.
     """
 
 

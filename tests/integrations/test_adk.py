@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import datetime
 import itertools
 import json
 import os
@@ -51,11 +52,12 @@ from google.adk.sessions.base_session_service import (
     ListSessionsResponse,
 )
 from google.adk.sessions.session import Session
+from google.adk.sessions.sqlite_session_service import SqliteSessionService
 from google.genai import types
 from pymongo import AsyncMongoClient
 from pymongo.collection import Collection
 
-from threadmem_mongo import InvalidInputError, RoleThread, ThreadTooLargeError
+from threadmem_mongo import InputTypeError, InvalidInputError, RoleThread, ThreadTooLargeError
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 from threadmem_mongo.integrations.adk import ThreadMemSessionService
 
@@ -372,12 +374,25 @@ SEQUENCES: dict[str, list[Operation]] = {
         ],
     ],
     "after_timestamp_out_of_order": [
-        # ADK keeps the events after the last one older than the bound, not a filter.
+        # A filter (timestamp >= the bound) over the events in stored order, then the count.
         Create("s", {**A, "session_id": "s1"}),
         Append("s", event(5)),
         Append("s", event(1)),
         Append("s", event(7)),
-        Get("r", {**A, "session_id": "s1", "config": GetSessionConfig(after_timestamp=1004.0)}),
+        Append("s", event(4)),
+        Append("s", event(6)),
+        *[
+            Get("r", {**A, "session_id": "s1", "config": GetSessionConfig(**config)})
+            for config in (
+                {"after_timestamp": 1004.0},
+                {"after_timestamp": 1005.0},
+                {"after_timestamp": 1006.5},
+                {"after_timestamp": 1004.0, "num_recent_events": 2},
+                {"after_timestamp": 1004.0, "num_recent_events": 3},
+                {"after_timestamp": 1000.0, "num_recent_events": 4},
+                {"after_timestamp": 1008.0, "num_recent_events": 1},
+            )
+        ],
     ],
     "list_and_delete": [
         Create("a1", {**A, "session_id": "a1", "state": {"k": "a1"}}),
@@ -539,6 +554,17 @@ async def test_sequences_show_what_they_claim(service: ThreadMemSessionService) 
     shown = await run_sequence(service, SEQUENCES["recent_and_after_timestamp"])
     counts = [len(s["events"]) for s in shown[-12:]]
     assert counts == [0, 1, 3, 7, 7, 4, 3, 1, 0, 3, 2, 0]
+    shown = await run_sequence(InMemorySessionService(), SEQUENCES["after_timestamp_out_of_order"])
+    ids = [[e["id"] for e in s["events"]] for s in shown[-7:]]
+    assert ids == [
+        ["event-5", "event-7", "event-4", "event-6"],
+        ["event-5", "event-7", "event-6"],
+        ["event-7"],
+        ["event-4", "event-6"],
+        ["event-7", "event-4", "event-6"],
+        ["event-1", "event-7", "event-4", "event-6"],
+        [],
+    ]
 
 
 # -- stale sessions, against ADK's SQL service -------------------------------------------------
@@ -589,6 +615,116 @@ async def test_stale_sequences_match_sql_service(
     async with sql_reference() as reference:
         shown = await assert_same_as_reference(service, STALE_SEQUENCES[name], reference)
     assert ("error", "StaleSessionError") in shown or name.startswith("listed")
+
+
+# -- state values with no JSON form, against ADK's SQL services ------------------------------
+
+
+class Opaque:
+    """A state value with no JSON form, equal to its copies (each run copies the events)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Opaque) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __str__(self) -> str:
+        return f"<opaque {self.name}>"
+
+
+def opaque_function() -> None:
+    """A function: no JSON form either, and the same object in every copy."""
+
+
+WHEN = datetime.datetime(2026, 1, 2, 3, 4, 5)
+
+ODD_STATE_SEQUENCES: dict[str, list[Operation]] = {
+    "values_without_json_form_are_stored_as_text": [
+        Create(
+            "s",
+            {
+                **A,
+                "session_id": "s1",
+                "state": {
+                    "k": Opaque("created"),
+                    "when": WHEN,
+                    "app:f": opaque_function,
+                    "user:raw": b"\xff\x00",
+                    "temp:t": Opaque("temp"),
+                },
+            },
+        ),
+        Get("s", {**A, "session_id": "s1"}),
+        Append(
+            "s",
+            event(
+                1,
+                state={
+                    "k": Opaque("appended"),
+                    "nested": {"list": [Opaque("deep"), 1, None], "set": {3}},
+                    "text": b"plain",
+                    "user:raw": b"\xfe",
+                    "app:f": opaque_function,
+                    "temp:t": Opaque("temp"),
+                },
+            ),
+        ),
+        Get("after", {**A, "session_id": "s1"}),
+        UserState(A),
+        ListSessions({"app_name": APP}),
+    ],
+    "json_values_keep_their_rich_forms": [
+        Create("s", {**A, "session_id": "s1", "state": {"when": WHEN, "b": b"text"}}),
+        Append("s", event(1, state={"user:when": WHEN, "raw": b"\xff"})),
+        Get("after", {**A, "session_id": "s1"}),
+        UserState(A),
+    ],
+}
+
+
+@contextlib.asynccontextmanager
+async def sqlite_reference(path: Path) -> Any:
+    reference = SqliteSessionService(str(path / "sessions.db"))
+    yield reference
+
+
+SQL_REFERENCES = {"database": lambda _: sql_reference(), "sqlite": sqlite_reference}
+
+
+@pytest.mark.parametrize("kind", sorted(SQL_REFERENCES))
+@pytest.mark.parametrize("name", sorted(ODD_STATE_SEQUENCES))
+async def test_state_values_are_stored_as_sql_services_store_them(
+    service: ThreadMemSessionService, name: str, kind: str, tmp_path: Path
+) -> None:
+    async with SQL_REFERENCES[kind](tmp_path) as reference:
+        shown = await assert_same_as_reference(service, ODD_STATE_SEQUENCES[name], reference)
+    assert ("error", "InvalidInputError") not in shown
+
+
+async def test_state_values_without_json_form_come_back_as_their_str(
+    service: ThreadMemSessionService,
+) -> None:
+    """What the SQL services do, shown: nothing refused, the str() stored, raw bytes as base64."""
+    shown = await run_sequence(
+        service, ODD_STATE_SEQUENCES["values_without_json_form_are_stored_as_text"]
+    )
+    created, after, user_state = shown[0], shown[4], shown[5]
+    assert created["state"]["k"] == "<opaque created>"
+    assert created["state"]["when"] == "2026-01-02T03:04:05"
+    assert created["state"]["app:f"] == str(opaque_function)
+    assert created["state"]["user:raw"] == base64.b64encode(b"\xff\x00").decode()
+    assert "temp:t" not in created["state"]
+    assert after["state"]["k"] == "<opaque appended>"
+    assert after["state"]["nested"] == {"list": ["<opaque deep>", 1, None], "set": [3]}
+    assert after["state"]["text"] == "plain"
+    assert user_state == {"raw": base64.b64encode(b"\xfe").decode()}
+    delta = after["events"][0]["actions"]["state_delta"]
+    assert delta["k"] == "<opaque appended>"
+    assert "temp:t" not in delta
 
 
 async def test_stale_append_raises_and_writes_nothing(
@@ -989,14 +1125,15 @@ class Unserialisable:
     pass
 
 
+SELF_CONTAINING: dict[str, Any] = {}
+SELF_CONTAINING["me"] = SELF_CONTAINING
+
+
 BAD_CALLS: dict[str, Callable[[ThreadMemSessionService], Awaitable[Any]]] = {
     "create app_name": lambda s: s.create_session(app_name=1, user_id="u"),  # type: ignore[arg-type]
     "create user_id": lambda s: s.create_session(app_name="a", user_id=None),  # type: ignore[arg-type]
     "create session_id": lambda s: s.create_session(app_name="a", user_id="u", session_id=5),  # type: ignore[arg-type]
     "create state type": lambda s: s.create_session(app_name="a", user_id="u", state="x"),  # type: ignore[arg-type]
-    "create state value": lambda s: s.create_session(
-        app_name="a", user_id="u", state={"app:k": Unserialisable()}
-    ),
     "create state key": lambda s: s.create_session(app_name="a", user_id="u", state={1: 2}),  # type: ignore[dict-item]
     "create surrogate": lambda s: s.create_session(app_name="a\ud800", user_id="u"),
     "get config": lambda s: s.get_session(app_name="a", user_id="u", session_id="s", config="x"),  # type: ignore[arg-type]
@@ -1014,9 +1151,9 @@ BAD_CALLS: dict[str, Callable[[ThreadMemSessionService], Awaitable[Any]]] = {
         Session(id="s1", app_name=APP, user_id="alice"),
         Event(author="agent", invocation_id="i", output=Unserialisable()),
     ),
-    "append state value": lambda s: s.append_event(
+    "append state value containing itself": lambda s: s.append_event(
         Session(id="s1", app_name=APP, user_id="alice"),
-        event(1, state={"user:k": Unserialisable()}),
+        event(1, state={"user:k": SELF_CONTAINING}),
     ),
 }
 
@@ -1033,13 +1170,82 @@ async def test_bad_input_raises_invalid_input_and_writes_nothing(
 
 
 async def test_store_must_be_an_async_store() -> None:
-    with pytest.raises(InvalidInputError, match="AsyncThreadStore"):
+    with pytest.raises(InputTypeError, match="AsyncThreadStore"):
         ThreadMemSessionService(store="mongodb://x")  # type: ignore[arg-type]
 
 
 async def test_thread_id_refuses_non_strings() -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InputTypeError):
         ThreadMemSessionService.thread_id("a", 1, "s")  # type: ignore[arg-type]
+
+
+#: Where a name belongs: unhashable, so ADK's services refuse it with a TypeError.
+NOT_A_NAME: Any = ["s1"]
+
+#: Calls with an argument of the wrong type that ADK's own services refuse with a
+#: TypeError, and the reference whose TypeError each is compared with: the in-memory
+#: service, or the SQL service where only it raises one.
+WRONG_TYPES: dict[str, tuple[str, Callable[[BaseSessionService], Awaitable[Any]]]] = {
+    "create app_name": (
+        "memory",
+        lambda s: s.create_session(app_name=NOT_A_NAME, user_id="alice", session_id="s"),
+    ),
+    "create user_id": (
+        "memory",
+        lambda s: s.create_session(app_name=APP, user_id=NOT_A_NAME, session_id="s"),
+    ),
+    "create session_id": ("sql", lambda s: s.create_session(**A, session_id=NOT_A_NAME)),
+    "get app_name": (
+        "memory",
+        lambda s: s.get_session(app_name=NOT_A_NAME, user_id="alice", session_id="s1"),
+    ),
+    "get user_id": (
+        "memory",
+        lambda s: s.get_session(app_name=APP, user_id=NOT_A_NAME, session_id="s1"),
+    ),
+    "list app_name": ("memory", lambda s: s.list_sessions(app_name=NOT_A_NAME)),
+    "list user_id": ("memory", lambda s: s.list_sessions(app_name=APP, user_id=NOT_A_NAME)),
+    "delete app_name": (
+        "memory",
+        lambda s: s.delete_session(app_name=NOT_A_NAME, user_id="alice", session_id="s1"),
+    ),
+    "delete user_id": (
+        "memory",
+        lambda s: s.delete_session(app_name=APP, user_id=NOT_A_NAME, session_id="s1"),
+    ),
+    "user state app_name": (
+        "memory",
+        lambda s: s.get_user_state(app_name=NOT_A_NAME, user_id="alice"),
+    ),
+    "user state user_id": (
+        "memory",
+        lambda s: s.get_user_state(app_name=APP, user_id=NOT_A_NAME),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_TYPES))
+async def test_a_wrong_type_adk_refuses_with_type_error_raises_input_type_error(
+    service: ThreadMemSessionService, async_raw: Collection[dict[str, Any]], name: str
+) -> None:
+    kind, call = WRONG_TYPES[name]
+    if kind == "memory":
+        reference: BaseSessionService = InMemorySessionService()
+        await reference.create_session(**A, session_id="s1", state={"k": 1})
+        with pytest.raises(TypeError):
+            await call(reference)
+    else:
+        async with sql_reference() as reference:
+            await reference.create_session(**A, session_id="s1", state={"k": 1})
+            with pytest.raises(TypeError):
+                await call(reference)
+    await service.create_session(**A, session_id="s1", state={"k": 1})
+    before = list(async_raw.find({}, sort=[("_id", 1)]))
+    with pytest.raises(InputTypeError) as raised:
+        await call(service)
+    assert isinstance(raised.value, TypeError)
+    assert isinstance(raised.value, InvalidInputError)
+    assert list(async_raw.find({}, sort=[("_id", 1)])) == before
 
 
 # -- a real agent loop -------------------------------------------------------------------------

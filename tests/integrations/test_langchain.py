@@ -46,6 +46,7 @@ from pymongo.collection import Collection
 from threadmem_mongo import (
     ConfigurationError,
     ImageNotFoundError,
+    InputTypeError,
     InvalidInputError,
     RoleThread,
     ThreadStore,
@@ -413,6 +414,48 @@ async def test_bad_messages_raise_invalid_input_and_write_nothing_async(
         await history.aadd_messages(batch)
     assert await history.aget_messages() == [HumanMessage("kept")]
     assert async_raw.find_one({"_id": "bad"})["message_count"] == 1  # type: ignore[index]
+
+
+#: Batches of the wrong type that ``InMemoryChatMessageHistory`` refuses with a TypeError
+#: (it iterates them); it stores anything iterable, so the other bad batches above have
+#: no TypeError to match.
+NOT_ITERABLE = [pytest.param(5, id="a-number"), pytest.param(None, id="none")]
+
+
+def assert_input_type_error(raised: pytest.ExceptionInfo[InputTypeError]) -> None:
+    assert isinstance(raised.value, TypeError)
+    assert isinstance(raised.value, InvalidInputError)
+
+
+@pytest.mark.parametrize("batch", NOT_ITERABLE)
+def test_a_batch_langchain_refuses_with_type_error_raises_input_type_error(
+    store: ThreadStore, raw: Raw, batch: Any
+) -> None:
+    with pytest.raises(TypeError):
+        reference_history().add_messages(batch)
+    history = ThreadMemChatMessageHistory("bad", store=store)
+    history.add_messages([HumanMessage("kept")])
+    before = raw.find_one({"_id": "bad"})
+    with pytest.raises(InputTypeError) as raised:
+        history.add_messages(batch)
+    assert_input_type_error(raised)
+    assert raw.find_one({"_id": "bad"}) == before
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("batch", NOT_ITERABLE)
+async def test_a_batch_langchain_refuses_with_type_error_raises_input_type_error_async(
+    async_store: AsyncThreadStore, async_raw: Raw, batch: Any
+) -> None:
+    with pytest.raises(TypeError):
+        await reference_history().aadd_messages(batch)
+    history = ThreadMemChatMessageHistory("bad", store=async_store)
+    await history.aadd_messages([HumanMessage("kept")])
+    before = async_raw.find_one({"_id": "bad"})
+    with pytest.raises(InputTypeError) as raised:
+        await history.aadd_messages(batch)
+    assert_input_type_error(raised)
+    assert async_raw.find_one({"_id": "bad"}) == before
 
 
 # -- concurrency --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from llama_index.core.storage.chat_store.base_db import MessageStatus
 from llama_index.core.storage.chat_store.sql import SQLAlchemyChatStore
 from sqlalchemy import select
 
-from threadmem_mongo import InvalidInputError, RoleThread, ThreadStore
+from threadmem_mongo import InputTypeError, InvalidInputError, RoleThread, ThreadStore
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 from threadmem_mongo.integrations.llama_index import MESSAGE_KEY, ThreadMemChatStore
 
@@ -289,8 +289,36 @@ async def test_bad_input_raises_and_writes_nothing(
 
 
 async def test_store_argument_is_checked() -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InputTypeError):
         ThreadMemChatStore(store="mongodb://nowhere")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("add_messages", (K, 5)),
+        ("add_messages", (K, None)),
+        ("set_messages", (K, 5)),
+    ],
+)
+async def test_a_wrong_type_the_sql_store_refuses_with_type_error_raises_input_type_error(
+    method: str,
+    args: tuple[Any, ...],
+    async_store: AsyncThreadStore,
+    async_raw: Any,
+    sql_store: SQLAlchemyChatStore,
+) -> None:
+    await sql_store.add_message(K, user("kept"))
+    with pytest.raises(TypeError):
+        await getattr(sql_store, method)(*args)
+    chat = ThreadMemChatStore(store=async_store)
+    await chat.add_message(K, user("kept"))
+    before = list(async_raw.find({}))
+    with pytest.raises(InputTypeError) as raised:
+        await getattr(chat, method)(*args)
+    assert isinstance(raised.value, TypeError)
+    assert isinstance(raised.value, InvalidInputError)
+    assert list(async_raw.find({})) == before
 
 
 async def test_without_store_uses_the_configured_default(async_store: AsyncThreadStore) -> None:

@@ -32,6 +32,7 @@ from agents import (
     Usage,
     function_tool,
 )
+from agents.extensions.memory.mongodb_session import MongoDBSession
 from agents.memory import Session, SessionSettings
 from openai.types.responses import (
     ResponseFunctionToolCall,
@@ -42,6 +43,7 @@ from pymongo.collection import Collection
 
 from threadmem_mongo import (
     ImageNotFoundError,
+    InputTypeError,
     InvalidInputError,
     RoleThread,
     ThreadTooLargeError,
@@ -437,6 +439,67 @@ async def test_bad_items_raise_invalid_input_and_write_nothing(
 async def test_bad_limit_raises_invalid_input(async_store: AsyncThreadStore, limit: Any) -> None:
     with pytest.raises(InvalidInputError, match="limit"):
         await ThreadMemSession("s", store=async_store).get_items(limit)
+
+
+#: Constructor arguments of the wrong type that the SDK's own sessions refuse with a
+#: TypeError: each is passed to a reference session's constructor, then to ours.
+WRONG_CONSTRUCTOR_TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
+    # SQLiteSession stores any session id; MongoDBSession, the SDK's MongoDB store,
+    # refuses one that is not a string.
+    "session_id": (MongoDBSession, {"session_id": 7}),
+    "session_settings of another type": (SQLiteSession, {"session_settings": 3}),
+    "session_settings with an unknown field": (SQLiteSession, {"session_settings": {"x": 1}}),
+}
+
+#: Method calls with an argument of the wrong type that ``SQLiteSession`` refuses with
+#: a TypeError.
+WRONG_METHOD_TYPES: dict[str, tuple[str, Any]] = {
+    "get_items limit": ("get_items", "3"),
+    "add_items not iterable": ("add_items", 5),
+    "add_items value JSON has no form for": ("add_items", [{"role": "user", "content": {1}}]),
+}
+
+
+def assert_input_type_error(raised: pytest.ExceptionInfo[InputTypeError]) -> None:
+    assert isinstance(raised.value, TypeError)
+    assert isinstance(raised.value, InvalidInputError)
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_CONSTRUCTOR_TYPES))
+async def test_a_constructor_argument_the_sdk_refuses_with_type_error_raises_input_type_error(
+    async_store: AsyncThreadStore, name: str
+) -> None:
+    reference, arguments = WRONG_CONSTRUCTOR_TYPES[name]
+    arguments = {"session_id": "s", **arguments}
+    extra = (
+        {"client": async_store.collection.database.client} if reference is MongoDBSession else {}
+    )
+    with pytest.raises(TypeError):
+        reference(**arguments, **extra)
+    with pytest.raises(InputTypeError) as raised:
+        ThreadMemSession(**arguments, store=async_store)
+    assert_input_type_error(raised)
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_METHOD_TYPES))
+async def test_a_method_argument_the_sdk_refuses_with_type_error_raises_input_type_error(
+    async_store: AsyncThreadStore, async_raw: Raw, name: str
+) -> None:
+    method, argument = WRONG_METHOD_TYPES[name]
+    reference = SQLiteSession("s")
+    try:
+        await reference.add_items([user("kept")])
+        with pytest.raises(TypeError):
+            await getattr(reference, method)(argument)
+    finally:
+        reference.close()
+    session = ThreadMemSession("s", store=async_store)
+    await session.add_items([user("kept")])
+    before = list(async_raw.find({}))
+    with pytest.raises(InputTypeError) as raised:
+        await getattr(session, method)(argument)
+    assert_input_type_error(raised)
+    assert list(async_raw.find({})) == before
 
 
 # -- concurrency --------------------------------------------------------------------------

@@ -44,7 +44,13 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models.test import TestModel
 
-from threadmem_mongo import InvalidInputError, RoleThread, ThreadNotFoundError, ThreadStore
+from threadmem_mongo import (
+    InputTypeError,
+    InvalidInputError,
+    RoleThread,
+    ThreadNotFoundError,
+    ThreadStore,
+)
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 from threadmem_mongo.integrations.pydantic_ai import ENTRY_KEY, ThreadMemConversationStore
 
@@ -111,6 +117,8 @@ class Runner:
             record.forked_from,
             self.label(record.forked_at),
             [self.label(tip) for tip in record.branches],
+            record.title,
+            record.metadata,
         )
 
     def conversation(self, conversation: Conversation | None) -> Any:
@@ -174,6 +182,18 @@ class Runner:
             return self.record(await s.read_record(args[0]))
         if op == "entry":
             return self.entries([await s.read_entry(self.unlabel(args[0]))])
+        if op == "update":
+            conversation_id, changes = args
+            return self.record(await s.update(conversation_id, **changes))
+        if op == "details":
+            # write_details straight, at the revision the named conversation holds.
+            name, conversation_id, details, expected = args
+            revision = self.conversations[name].revision
+            assert revision is not None
+            written = await s.write_details(
+                conversation_id, details, expected_revision=revision, expected=expected
+            )
+            return self.record(written)
         raise AssertionError(op)
 
     async def run(self, script: list[tuple[Any, ...]]) -> list[Any]:
@@ -267,6 +287,47 @@ SCRIPTS: dict[str, list[tuple[Any, ...]]] = {
         ("new", "a2", "A", turn(3)),
         ("save", "a2", None),
         ("load", "a2", "A", None, None),
+    ],
+    "titles and metadata": [
+        ("update", "conv", {"title": "nobody"}),
+        ("new", "c", "conv", turn(0)),
+        ("save", "c", "alice"),
+        ("load", "stale", "conv", None, None),
+        ("update", "conv", {}),
+        ("update", "conv", {"title": "Weather", "expected_title": None}),
+        ("update", "conv", {"title": "Again", "expected_title": None}),
+        ("update", "conv", {"title": "Renamed", "expected_title": "Weather"}),
+        ("update", "conv", {"metadata": {"model": "m1", "n": [1, 2.5, None, {"é": True}]}}),
+        ("update", "conv", {"title": "wrong scope"} | {"scope": "bob"}),
+        ("update", "conv", {"title": "right scope"} | {"scope": "alice"}),
+        ("record", "conv"),
+        # Saves never change the title or metadata, not even from a copy read before.
+        ("add", "c", turn(1)),
+        ("save", "c", None),
+        ("record", "conv"),
+        ("load", "c2", "conv", None, None),
+        ("update", "conv", {"title": "Latest"}),
+        ("add", "c2", turn(2)),
+        ("save", "c2", None),
+        ("record", "conv"),
+        ("add", "stale", turn(3)),
+        ("save", "stale", None),
+        ("branch", "c2", "conv", 2, None),
+        ("record", "conv"),
+        ("fork", "f", "conv", None, "forked", None),
+        ("record", "forked"),
+        ("update", "conv", {"title": None, "metadata": None}),
+        ("list", None, None),
+        ("details", "c2", "conv", {"title": "direct"}, None),
+        ("details", "stale", "conv", {"title": "stale revision"}, None),
+        ("details", "c2", "conv", {"metadata": {"k": 1}}, {"title": "not this"}),
+        ("details", "c2", "conv", {"metadata": {"k": 1}}, {"title": "direct"}),
+        ("details", "c2", "nobody", {"title": "x"}, None),
+        ("delete", "conv", None),
+        ("update", "conv", {"title": "gone"}),
+        ("new", "again", "conv", turn(4)),
+        ("save", "again", None),
+        ("record", "conv"),
     ],
     "tool calls, unicode and large messages": [
         ("new", "c", "tools ✓", [*TOOL_TURN, ask("x" * 300_000), reply("")]),
@@ -414,6 +475,122 @@ async def test_write_record_conflicts_and_missing_heads(async_store: AsyncThread
         await store.read_entry("no-such-entry")
 
 
+def both_stores(async_store: AsyncThreadStore) -> list[ConversationStore]:
+    """The reference store and ours, to run the same steps on."""
+    return [InMemoryConversationStore(), ThreadMemConversationStore(store=async_store)]
+
+
+async def test_a_save_that_read_the_record_before_an_update_keeps_the_update(
+    async_store: AsyncThreadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update lands between a save's read of the record and its write: the save
+    keeps the update's title and metadata, on the reference store and on ours."""
+
+    async def save_with_an_update_in_between(store: ConversationStore) -> Any:
+        await store.save(Conversation(conversation_id="c", messages=turn(0)))
+        loaded = await store.load("c")
+        assert loaded is not None
+        loaded.messages.extend(turn(1))
+        real_write = store.write_record
+
+        async def update_first(record: ConversationRecord, **kwargs: Any) -> None:
+            assert record.title is None  # what the save read
+            await store.update("c", title="set meanwhile", metadata={"by": "update"})
+            await real_write(record, **kwargs)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(store, "write_record", update_first)
+            await store.save(loaded)
+        record = await store.read_record("c")
+        assert record is not None
+        return record.title, record.metadata, record.revision == loaded.revision
+
+    seen = [await save_with_an_update_in_between(s) for s in both_stores(async_store)]
+    assert seen == [("set meanwhile", {"by": "update"}, True)] * 2
+
+
+async def test_concurrent_updates_and_a_save_all_land(async_store: AsyncThreadStore) -> None:
+    store = ThreadMemConversationStore(store=async_store)
+    await store.save(Conversation(conversation_id="c", messages=turn(0)))
+    loaded = await store.load("c")
+    assert loaded is not None
+    loaded.messages.extend(turn(1))
+    results = await asyncio.gather(
+        store.save(loaded),
+        *(store.update("c", title=f"title {n}") for n in range(4)),
+        *(store.update("c", metadata={"n": n}) for n in range(4)),
+    )
+    record = await store.read_record("c")
+    assert record is not None
+    assert record.title in {f"title {n}" for n in range(4)}
+    assert record.metadata in [{"n": n} for n in range(4)]
+    assert record.revision == loaded.revision
+    assert results[0][-1].id == record.head_id
+    final = await store.load("c")
+    assert final is not None
+    assert final.messages == [*turn(0), *turn(1)]
+
+
+async def test_update_returns_the_stored_record_and_keeps_revision_and_time(
+    async_store: AsyncThreadStore,
+) -> None:
+    store = ThreadMemConversationStore(store=async_store)
+    await store.save(Conversation(conversation_id="c", messages=turn(0)))
+    before = await store.read_record("c")
+    assert before is not None
+    returned = await store.update("c", title="T", metadata={"a": [1, {"b": None}]})
+    after = await store.read_record("c")
+    assert returned == after
+    assert after is not None
+    assert (after.title, after.metadata) == ("T", {"a": [1, {"b": None}]})
+    assert (after.revision, after.updated_at) == (before.revision, before.updated_at)
+    # The record is the thread's: another store object reads the same.
+    other = ThreadMemConversationStore(store=AsyncThreadStore(async_store.collection))
+    assert await other.read_record("c") == after
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda s, r: s.update("c", title=5), InputTypeError),
+        (lambda s, r: s.update("c", metadata=["not", "a", "dict"]), InputTypeError),
+        (lambda s, r: s.update("c", metadata={"when": T0}), InvalidInputError),
+        (lambda s, r: s.update("c", metadata={"set": {1}}), InvalidInputError),
+        (lambda s, r: s.update("c", metadata={"pair": (1, 2)}), InvalidInputError),
+        (lambda s, r: s.update("c", metadata={"nan": float("nan")}), InvalidInputError),
+        (lambda s, r: s.update("c", metadata={1: "int key"}), InvalidInputError),
+        (lambda s, r: s.write_details("c", 5, expected_revision=r), InputTypeError),
+        (lambda s, r: s.write_details("c", {"title": "t"}, expected_revision=5), InputTypeError),
+        (lambda s, r: s.write_details(5, {"title": "t"}, expected_revision=r), InputTypeError),
+        (
+            lambda s, r: s.write_details("c", {"scope": "x"}, expected_revision=r),
+            NotImplementedError,
+        ),
+        (
+            lambda s, r: s.write_details(
+                "c", {"title": "t"}, expected_revision=r, expected={"x": 1}
+            ),
+            NotImplementedError,
+        ),
+    ],
+)
+async def test_bad_details_raise_and_write_nothing(
+    async_store: AsyncThreadStore,
+    async_raw: Any,
+    call: Callable[[ThreadMemConversationStore, str], Any],
+    error: type[Exception],
+) -> None:
+    store = ThreadMemConversationStore(store=async_store)
+    await store.save(Conversation(conversation_id="c", messages=turn(0)))
+    await store.update("c", title="kept", metadata={"kept": True})
+    record = await store.read_record("c")
+    assert record is not None
+    before = async_raw.find_one({"_id": "c"})
+    with pytest.raises(error):
+        await call(store, record.revision)
+    assert async_raw.find_one({"_id": "c"}) == before
+
+
 async def test_deleting_the_last_fork_deletes_the_kept_thread(
     async_store: AsyncThreadStore,
 ) -> None:
@@ -536,8 +713,43 @@ async def test_bad_input_raises_and_writes_nothing(
 
 
 async def test_store_argument_is_checked() -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InputTypeError):
         ThreadMemConversationStore(store=object())  # type: ignore[arg-type]
+
+
+#: Calls with an argument of the wrong type that ``InMemoryConversationStore`` refuses
+#: with a TypeError; each gets the id of the stored conversation's newest entry.
+WRONG_TYPES: dict[str, Callable[[ConversationStore, str], Any]] = {
+    "read_records limit text": lambda s, head: s.read_records(limit="2"),
+    "read_records limit float": lambda s, head: s.read_records(limit=1.5),
+    "read_entry list": lambda s, head: s.read_entry([head]),
+    "read_history limit text": lambda s, head: s.read_history(head, limit="2"),
+    "write_record new_entries not iterable": lambda s, head: s.write_record(
+        ConversationRecord(conversation_id="other", head_id=None),
+        new_entries=5,
+        expected_revision=None,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_TYPES))
+async def test_a_wrong_type_the_reference_refuses_with_type_error_raises_input_type_error(
+    async_store: AsyncThreadStore, async_raw: Any, name: str
+) -> None:
+    call = WRONG_TYPES[name]
+    reference, ours = both_stores(async_store)
+    for store in (reference, ours):
+        await store.save(Conversation(conversation_id="c", messages=turn(0)))
+    reference_head = (await reference.read_record("c")).head_id  # type: ignore[union-attr]
+    with pytest.raises(TypeError):
+        await call(reference, reference_head)
+    our_head = (await ours.read_record("c")).head_id  # type: ignore[union-attr]
+    before = list(async_raw.find({}))
+    with pytest.raises(InputTypeError) as raised:
+        await call(ours, our_head)
+    assert isinstance(raised.value, TypeError)
+    assert isinstance(raised.value, InvalidInputError)
+    assert list(async_raw.find({})) == before
 
 
 async def test_without_store_uses_the_configured_default(async_store: AsyncThreadStore) -> None:

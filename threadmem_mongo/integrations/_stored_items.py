@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from threadmem_mongo import (
+    InputTypeError,
     InvalidInputError,
     RoleMessage,
 )
@@ -64,17 +65,20 @@ def check_thread_id(name: str, value: object) -> str:
     """Return ``value`` if it can name a thread (a non-empty string), else raise.
 
     Raises:
-        InvalidInputError: ``value`` is not a non-empty string.
+        InputTypeError: ``value`` is not a string.
+        InvalidInputError: ``value`` is empty.
     """
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{name} must be a non-empty string, got {value!r}")
+    if not isinstance(value, str):
+        raise InputTypeError(f"{name} must be a non-empty string, got {type(value).__name__}")
+    if not value:
+        raise InvalidInputError(f"{name} must be a non-empty string, got ''")
     return value
 
 
 def check_owner_id(value: object) -> str | None:
-    """Return ``value`` if it is None or a string, else raise ``InvalidInputError``."""
+    """Return ``value`` if it is None or a string, else raise ``InputTypeError``."""
     if value is not None and not isinstance(value, str):
-        raise InvalidInputError(f"owner_id must be a string or None, got {type(value).__name__}")
+        raise InputTypeError(f"owner_id must be a string or None, got {type(value).__name__}")
     return value
 
 
@@ -82,11 +86,16 @@ def to_json(value: object, what: str) -> str:
     """Return ``value`` as JSON text that MongoDB can store.
 
     Raises:
-        InvalidInputError: ``value`` is not JSON-serialisable.
+        InputTypeError: ``value`` holds a value of a type JSON has no form for (a set,
+            say), where ``json.dumps``, and so the frameworks' JSON stores, raise
+            ``TypeError``.
+        InvalidInputError: ``value`` contains itself.
     """
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
+        raise InputTypeError(f"{what} cannot be stored as JSON: {exc}") from exc
+    except ValueError as exc:
         raise InvalidInputError(f"{what} cannot be stored as JSON: {exc}") from exc
     try:
         text.encode("utf-8")
@@ -173,7 +182,8 @@ def encode_item(
         what: How to name the item in an error message.
 
     Raises:
-        InvalidInputError: The item cannot be stored as JSON, or the message is not
+        InvalidInputError: The item cannot be stored as JSON (an ``InputTypeError``
+            for a value of a type JSON has no form for), or the message is not
             acceptable (for example a blank role).
     """
     data = copy.deepcopy(item)

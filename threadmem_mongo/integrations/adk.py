@@ -41,10 +41,11 @@ from google.adk.sessions.base_session_service import (
 from google.adk.sessions.session import Session
 from google.adk.sessions.state import State
 from google.genai import types
+from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 from pymongo.errors import DuplicateKeyError
 
-from threadmem_mongo import InvalidInputError, RoleMessage, V1RoleThread
+from threadmem_mongo import InputTypeError, InvalidInputError, RoleMessage, V1RoleThread
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 from threadmem_mongo.errors import ImageFormatError, ThreadNotFoundError, VersionConflictError
 from threadmem_mongo.integrations import _async_thread_io, _stored_items
@@ -98,7 +99,7 @@ def _part(value: str) -> str:
 
 def _check_str(name: str, value: object) -> str:
     if not isinstance(value, str):
-        raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
+        raise InputTypeError(f"{name} must be a string, got {type(value).__name__}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -119,24 +120,71 @@ def _json_text(name: str, value: Mapping[str, Any]) -> str:
         raise InvalidInputError(f"{name} holds a value that has no JSON form: {exc}") from exc
 
 
+def _bytes_as_text(value: Any) -> Any:
+    """``value`` with every ``bytes`` made text: decoded if UTF-8, else base64; models
+    become their fields, sets lists."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    if isinstance(value, BaseModel):
+        return _bytes_as_text(value.model_dump())
+    if isinstance(value, dict):
+        return {_bytes_as_text(key): _bytes_as_text(item) for key, item in value.items()}
+    if isinstance(value, (list, set)):
+        return [_bytes_as_text(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_bytes_as_text(item) for item in value)
+    return value
+
+
+def _state_as_json(name: str, state: dict[str, Any]) -> Any:
+    """``state`` as JSON data, as ADK's SQL services store state (2.14 and later).
+
+    Values pydantic can serialize keep that form (datetimes as ISO text, models as
+    their fields); if any value cannot be, bytes that are not UTF-8 become base64 text,
+    and if that is not enough either, every value with no JSON form becomes its
+    ``str()``. The whole state is converted at once, as the SQL services do.
+
+    Raises:
+        InvalidInputError: Not even that gives JSON (a value that contains itself).
+    """
+    failures = (PydanticSerializationError, UnicodeDecodeError)
+    try:
+        for serialize_unknown in (False, True):
+            with contextlib.suppress(*failures):
+                return to_jsonable_python(state, serialize_unknown=serialize_unknown)
+            with contextlib.suppress(*failures):
+                return to_jsonable_python(
+                    _bytes_as_text(state), serialize_unknown=serialize_unknown
+                )
+    except (ValueError, RecursionError) as exc:
+        # A value that contains itself.
+        raise InvalidInputError(f"{name} holds a value that has no JSON form: {exc}") from exc
+    raise InvalidInputError(f"{name} holds a value that has no JSON form")
+
+
 def _split_state(name: str, state: object) -> dict[str, dict[str, Any]]:
     """Split a state dict into its app, user and session parts (temp keys dropped), each
-    converted to JSON data, so what is returned is what the store gives back later."""
+    converted to JSON data as ``_state_as_json`` does, so what is returned is what the
+    store gives back later."""
     if state is None:
         state = {}
     if not isinstance(state, Mapping):
-        raise InvalidInputError(f"{name} must be a dict or None, got {type(state).__name__}")
+        raise InputTypeError(f"{name} must be a dict or None, got {type(state).__name__}")
     parts: dict[str, dict[str, Any]] = {"app": {}, "user": {}, "session": {}}
     for key, value in state.items():
         if not isinstance(key, str):
-            raise InvalidInputError(f"{name} keys must be strings, got {key!r}")
+            raise InputTypeError(f"{name} keys must be strings, got {key!r}")
         if key.startswith(State.APP_PREFIX):
             parts["app"][key.removeprefix(State.APP_PREFIX)] = value
         elif key.startswith(State.USER_PREFIX):
             parts["user"][key.removeprefix(State.USER_PREFIX)] = value
         elif not key.startswith(State.TEMP_PREFIX):
             parts["session"][key] = value
-    return {scope: json.loads(_json_text(name, values)) for scope, values in parts.items()}
+    converted: dict[str, dict[str, Any]] = _state_as_json(name, parts)
+    return converted
 
 
 def _merged_state(
@@ -287,12 +335,17 @@ def _event_from_message(message: RoleMessage) -> Event:
     return event
 
 
-def _trailing_since(events: list[Event], after_timestamp: float) -> list[Event]:
-    """The events after the last one older than ``after_timestamp`` (ADK's own rule)."""
-    for index in range(len(events) - 1, -1, -1):
-        if events[index].timestamp < after_timestamp:
-            return events[index + 1 :]
-    return events
+def _at_or_after(events: list[Event], after_timestamp: float) -> list[Event]:
+    """The events whose timestamp is ``after_timestamp`` or later, in stored order (the
+    rule of ADK's own services since 2.15)."""
+    return [event for event in events if event.timestamp >= after_timestamp]
+
+
+def _recent(events: list[Event], count: int | None) -> list[Event]:
+    """The last ``count`` of ``events``; all of them if ``count`` is None."""
+    if count is None:
+        return events
+    return events[-count:] if count else []
 
 
 class ThreadMemSessionService(BaseSessionService):
@@ -302,17 +355,22 @@ class ThreadMemSessionService(BaseSessionService):
     ``Runner(agent=..., app_name=..., session_service=ThreadMemSessionService())``.
     Sessions written by one process are read by any other using the same store.
 
+    An argument of the wrong type raises ``threadmem_mongo.InputTypeError``, both an
+    ``InvalidInputError`` and the ``TypeError`` ADK's own services raise where they
+    raise one (a ``user_id`` that is a list, say); a bad value of the right type raises
+    ``InvalidInputError``.
+
     Args:
         store: The async store to use; the configured default
             (``threadmem_mongo.aio.configure``) if omitted, looked up at each call.
 
     Raises:
-        InvalidInputError: ``store`` is not an ``AsyncThreadStore``.
+        InputTypeError: ``store`` is not an ``AsyncThreadStore``.
     """
 
     def __init__(self, *, store: AsyncThreadStore | None = None) -> None:
         if store is not None and not isinstance(store, AsyncThreadStore):
-            raise InvalidInputError(
+            raise InputTypeError(
                 f"store must be an AsyncThreadStore or None, got {type(store).__name__}"
             )
         self._store = store
@@ -338,7 +396,7 @@ class ThreadMemSessionService(BaseSessionService):
             The thread id.
 
         Raises:
-            InvalidInputError: An argument is not a string.
+            InputTypeError: An argument is not a string.
         """
         parts = (
             _check_str("app_name", app_name),
@@ -352,7 +410,7 @@ class ThreadMemSessionService(BaseSessionService):
         """Return the id of the thread holding an app's ``app:`` state.
 
         Raises:
-            InvalidInputError: ``app_name`` is not a string.
+            InputTypeError: ``app_name`` is not a string.
         """
         return "adk-app:" + _part(_check_str("app_name", app_name))
 
@@ -361,7 +419,7 @@ class ThreadMemSessionService(BaseSessionService):
         """Return the id of the thread holding a user's ``user:`` state in an app.
 
         Raises:
-            InvalidInputError: An argument is not a string.
+            InputTypeError: An argument is not a string.
         """
         app = _part(_check_str("app_name", app_name))
         return f"adk-user:{app}:{_part(_check_str('user_id', user_id))}"
@@ -382,7 +440,9 @@ class ThreadMemSessionService(BaseSessionService):
             app_name: The app name.
             user_id: The user id.
             state: Initial state; ``app:`` and ``user:`` keys go to the shared state,
-                ``temp:`` keys are dropped, the rest is the session's own.
+                ``temp:`` keys are dropped, the rest is the session's own. It is stored
+                as JSON, as ADK's SQL services store it: a value with no JSON form is
+                stored as its ``str()``, bytes that are not UTF-8 as base64 text.
             session_id: The session id (surrounding spaces removed); a new one from
                 ADK's id generator (a uuid4) if None or blank.
 
@@ -392,8 +452,8 @@ class ThreadMemSessionService(BaseSessionService):
         Raises:
             AlreadyExistsError: A session with this id exists for this app and user;
                 nothing was written.
-            InvalidInputError: An argument is not acceptable, or a state value has no
-                JSON form; nothing was written.
+            InvalidInputError: An argument is not acceptable, or a state value
+                contains itself; nothing was written.
         """
         _check_str("app_name", app_name)
         _check_str("user_id", user_id)
@@ -462,7 +522,8 @@ class ThreadMemSessionService(BaseSessionService):
             session_id: The session id (surrounding spaces removed).
             config: ``num_recent_events`` loads only the last events (read from the
                 store as a slice, whatever the session's length); ``after_timestamp``
-                keeps the events after the last one older than it.
+                keeps the events whose timestamp is at or after it, in stored order
+                (and with both, the last ``num_recent_events`` of those).
 
         Returns:
             The session with its state merged with the app's and the user's, or None.
@@ -474,22 +535,22 @@ class ThreadMemSessionService(BaseSessionService):
         _check_str("user_id", user_id)
         sid = _check_str("session_id", session_id).strip()
         if config is not None and not isinstance(config, GetSessionConfig):
-            raise InvalidInputError(
+            raise InputTypeError(
                 f"config must be a GetSessionConfig or None, got {type(config).__name__}"
             )
         recent = config.num_recent_events if config is not None else None
         after = config.after_timestamp if config is not None else None
         thread_id = self.thread_id(app_name, user_id, sid)
+        # Events need not be in time order, so a time bound has to see every event; the
+        # count alone reads only the last ones.
+        last = recent if after is None else None
         try:
-            if recent is None and after is not None:
-                thread = await self._load_since(thread_id, after)
-            else:
-                thread = await AsyncRoleThread.get(thread_id, last=recent, store=self._store)
+            thread = await AsyncRoleThread.get(thread_id, last=last, store=self._store)
         except ThreadNotFoundError:
             return None
         events = [_event_from_message(m) for m in await thread.messages()]
         if after is not None:
-            events = _trailing_since(events, after)
+            events = _recent(_at_or_after(events, after), recent)
         app_state = await self._read_shared(self.app_state_thread_id(app_name))
         user_state = await self._read_shared(self.user_state_thread_id(app_name, user_id))
         metadata = thread.metadata or {}
@@ -503,18 +564,6 @@ class ThreadMemSessionService(BaseSessionService):
         )
         session._storage_update_marker = str(thread.version)
         return session
-
-    async def _load_since(self, thread_id: str, after: float) -> AsyncRoleThread:
-        """Load the thread with enough of its last messages to hold every event after
-        the last one older than ``after``: a growing slice, never the whole thread
-        unless needed."""
-        window = 32
-        while True:
-            thread = await AsyncRoleThread.get(thread_id, last=window, store=self._store)
-            loaded = await thread.messages(resolve_images=False)
-            if len(loaded) >= thread.message_count or any(m.created < after for m in loaded):
-                return thread
-            window *= 4
 
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
@@ -595,7 +644,10 @@ class ThreadMemSessionService(BaseSessionService):
         state changes reach ``session.state`` but are not stored. The event and the
         session's own state change are one conditional update of the session's thread;
         ``app:`` and ``user:`` changes are merged into their threads right after.
-        Appending the same event again (equal, same id) changes nothing.
+        Appending the same event again (equal, same id) changes nothing. State values
+        are stored as in ``create_session``: one with no JSON form as its ``str()``,
+        in the stored state and in the stored event alike, while ``session.state`` and
+        the returned event keep the value itself, as with ADK's SQL services.
 
         Args:
             session: The session, as returned by this service.
@@ -610,13 +662,14 @@ class ThreadMemSessionService(BaseSessionService):
             SessionNotFoundError: The session is not in the store.
             AlreadyExistsError: A different event with this event's id is in the
                 session.
-            InvalidInputError: ``session`` or ``event`` is of the wrong type, or a
-                state value has no JSON form; nothing was written.
+            InvalidInputError: ``session`` or ``event`` is of the wrong type (an
+                ``InputTypeError``), the event has no JSON form (its ``output``, say),
+                or a state value contains itself; nothing was written.
         """
         if not isinstance(session, Session):
-            raise InvalidInputError(f"session must be a Session, got {type(session).__name__}")
+            raise InputTypeError(f"session must be a Session, got {type(session).__name__}")
         if not isinstance(event, Event):
-            raise InvalidInputError(f"event must be an Event, got {type(event).__name__}")
+            raise InputTypeError(f"event must be an Event, got {type(event).__name__}")
         if event.partial:
             return event
         delta = event.actions.state_delta if event.actions else None

@@ -107,10 +107,10 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
             default) reads them all. Appends and ``clear`` are unaffected.
 
     Raises:
-        InvalidInputError: ``session_id`` is not a non-empty string, ``owner_id`` is not
-            a string, a store is of the wrong type, two async stores are given, or
+        InputTypeError: ``session_id`` or ``owner_id`` is not a string, a store is of
+            the wrong type, or ``history_size`` is not a whole number or None.
+        InvalidInputError: ``session_id`` is empty, two async stores are given, or
             ``history_size`` is negative.
-        InputTypeError: ``history_size`` is not a whole number or None.
     """
 
     def __init__(
@@ -134,11 +134,11 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
         self.session_id = _stored_items.check_thread_id("session_id", session_id)
         self.owner_id = _stored_items.check_owner_id(owner_id)
         if store is not None and not isinstance(store, (ThreadStore, AsyncThreadStore)):
-            raise InvalidInputError(
+            raise InputTypeError(
                 f"store must be a ThreadStore or an AsyncThreadStore, got {type(store).__name__}"
             )
         if async_store is not None and not isinstance(async_store, AsyncThreadStore):
-            raise InvalidInputError(
+            raise InputTypeError(
                 f"async_store must be an AsyncThreadStore, got {type(async_store).__name__}"
             )
         if isinstance(store, AsyncThreadStore) and async_store is not None:
@@ -199,8 +199,12 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
             messages: The LangChain messages to add.
 
         Raises:
-            InvalidInputError: ``messages`` is not a sequence of ``BaseMessage``, or one
-                cannot be stored as JSON.
+            InputTypeError: ``messages`` is not a sequence of ``BaseMessage`` (LangChain's
+                ``InMemoryChatMessageHistory`` raises ``TypeError`` for one that is not
+                iterable), or one holds a value JSON has no form for.
+            InvalidInputError: A message cannot be stored otherwise (a type that
+                ``messages_from_dict`` cannot read back, or a value that contains
+                itself).
             ConfigurationError: Only an async store was given.
             ThreadTooLargeError: The thread would pass MongoDB's 16 MB document limit;
                 nothing was written (unless the messages were being appended one at a
@@ -247,8 +251,12 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
             messages: The LangChain messages to add.
 
         Raises:
-            InvalidInputError: ``messages`` is not a sequence of ``BaseMessage``, or one
-                cannot be stored as JSON.
+            InputTypeError: ``messages`` is not a sequence of ``BaseMessage`` (LangChain's
+                ``InMemoryChatMessageHistory`` raises ``TypeError`` for one that is not
+                iterable), or one holds a value JSON has no form for.
+            InvalidInputError: A message cannot be stored otherwise (a type that
+                ``messages_from_dict`` cannot read back, or a value that contains
+                itself).
             ConfigurationError: Only a sync store was given.
             ThreadTooLargeError: The thread would pass MongoDB's 16 MB document limit.
         """
@@ -275,7 +283,7 @@ def _stored_messages(messages: object) -> list[RoleMessage]:
     if isinstance(messages, (str, bytes, Mapping, BaseMessage)) or not isinstance(
         messages, Sequence
     ):
-        raise InvalidInputError(
+        raise InputTypeError(
             f"messages must be a sequence of LangChain messages, got {type(messages).__name__}"
         )
     return [_stored_message(message, index) for index, message in enumerate(messages)]
@@ -283,7 +291,7 @@ def _stored_messages(messages: object) -> list[RoleMessage]:
 
 def _stored_message(message: object, index: int) -> RoleMessage:
     if not isinstance(message, BaseMessage):
-        raise InvalidInputError(
+        raise InputTypeError(
             f"messages[{index}] must be a LangChain BaseMessage, got {type(message).__name__}"
         )
     item = message_to_dict(message)
@@ -303,10 +311,7 @@ def _stored_message(message: object, index: int) -> RoleMessage:
         )
     what = f"messages[{index}]"
     # Round-trip through JSON now, so what is stored is what later reads give back.
-    try:
-        item = json.loads(_stored_items.to_json(item, what))
-    except ValueError as exc:  # pragma: no cover - to_json output is always valid JSON
-        raise InvalidInputError(f"{what} cannot be stored as JSON: {exc}") from exc
+    item = json.loads(_stored_items.to_json(item, what))
     return _stored_items.encode_item(
         item,
         key=METADATA_KEY,

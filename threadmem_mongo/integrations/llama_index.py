@@ -28,6 +28,7 @@ from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.storage.chat_store.base_db import AsyncDBChatStore, MessageStatus
 
 from threadmem_mongo import (
+    InputTypeError,
     InvalidInputError,
     RoleMessage,
     ThreadNotFoundError,
@@ -57,14 +58,16 @@ def _checked_batch(key: object, messages: object, status: object) -> list[RoleMe
     """The messages of an ``add_messages``/``set_messages`` call, checked and converted."""
     _check_key(key)
     if not isinstance(messages, list):
-        raise InvalidInputError(f"messages must be a list, got {type(messages).__name__}")
+        raise InputTypeError(f"messages must be a list, got {type(messages).__name__}")
     chosen = _required_status(status)
     return [to_role_message(_check_message(m), chosen) for m in messages]
 
 
 def _check_key(key: object) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidInputError(f"key must be a non-empty string, got {key!r}")
+    if not isinstance(key, str):
+        raise InputTypeError(f"key must be a non-empty string, got {type(key).__name__}")
+    if not key:
+        raise InvalidInputError("key must be a non-empty string, got ''")
     return key
 
 
@@ -75,6 +78,8 @@ def _check_status(status: object, *, optional: bool) -> MessageStatus | None:
 
 
 def _required_status(status: object) -> MessageStatus:
+    if not isinstance(status, str):  # a MessageStatus is a str
+        raise InputTypeError(f"status must be a MessageStatus, got {type(status).__name__}")
     try:
         return MessageStatus(status)
     except ValueError:
@@ -84,14 +89,16 @@ def _required_status(status: object) -> MessageStatus:
 def _check_count(name: str, value: object, *, optional: bool = False) -> int | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputTypeError(f"{name} must be a whole number of at least 0, got {value!r}")
+    if value < 0:
         raise InvalidInputError(f"{name} must be a whole number of at least 0, got {value!r}")
     return value
 
 
 def _check_message(message: object) -> ChatMessage:
     if not isinstance(message, ChatMessage):
-        raise InvalidInputError(f"expected a ChatMessage, got {type(message).__name__}")
+        raise InputTypeError(f"expected a ChatMessage, got {type(message).__name__}")
     return message
 
 
@@ -198,17 +205,20 @@ class ThreadMemChatStore(AsyncDBChatStore):
         store: The async store to use; the configured default
             (``threadmem_mongo.aio.configure``) if omitted.
 
+    Every check of an argument's type raises ``threadmem_mongo.InputTypeError``, both
+    an ``InvalidInputError`` and the ``TypeError`` the SQL store raises where it
+    raises one (a ``messages`` that is not iterable); a bad value of the right type
+    (an empty key, a negative count, an unknown status) raises ``InvalidInputError``.
+
     Raises:
-        InvalidInputError: ``store`` is not an ``AsyncThreadStore``.
+        InputTypeError: ``store`` is not an ``AsyncThreadStore``.
     """
 
     _store: AsyncThreadStore | None = PrivateAttr(default=None)
 
     def __init__(self, *, store: AsyncThreadStore | None = None) -> None:
         if store is not None and not isinstance(store, AsyncThreadStore):
-            raise InvalidInputError(
-                f"store must be an AsyncThreadStore, got {type(store).__name__}"
-            )
+            raise InputTypeError(f"store must be an AsyncThreadStore, got {type(store).__name__}")
         super().__init__()
         self._store = store
 

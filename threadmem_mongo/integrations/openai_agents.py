@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from agents.memory import SessionSettings
 from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
 
-from threadmem_mongo import InvalidInputError, RoleMessage
+from threadmem_mongo import InputTypeError, InvalidInputError, RoleMessage
 from threadmem_mongo.aio import AsyncThreadStore
 from threadmem_mongo.integrations import _async_thread_io, _stored_items
 
@@ -62,9 +62,12 @@ class ThreadMemSession:
             ``get_items`` is called without one.
 
     Raises:
-        InvalidInputError: ``session_id`` is not a non-empty string, ``owner_id`` is not a
-            string, ``store`` is not an ``AsyncThreadStore``, or ``session_settings`` is
-            not acceptable.
+        InputTypeError: ``session_id`` is not a string (the SDK's ``MongoDBSession``
+            raises ``TypeError`` too), ``owner_id`` is not a string, ``store`` is not an
+            ``AsyncThreadStore``, ``session_settings`` is of none of its types or a dict
+            with an unknown field.
+        InvalidInputError: ``session_id`` is empty, or a ``session_settings`` field has
+            a bad value.
     """
 
     session_id: str
@@ -80,7 +83,7 @@ class ThreadMemSession:
     ) -> None:
         self.session_id = _stored_items.check_thread_id("session_id", session_id)
         if store is not None and not isinstance(store, AsyncThreadStore):
-            raise InvalidInputError(
+            raise InputTypeError(
                 f"store must be a threadmem_mongo.aio.AsyncThreadStore, got {type(store).__name__}"
             )
         self._store = store
@@ -113,11 +116,11 @@ class ThreadMemSession:
                 returns them); an empty list if the thread does not exist.
 
         Raises:
-            InvalidInputError: ``limit`` is not a whole number.
+            InputTypeError: ``limit`` is not a whole number.
             ImageNotFoundError: An image stored in GridFS is missing.
         """
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise InvalidInputError(f"limit must be a whole number or None, got {limit!r}")
+            raise InputTypeError(f"limit must be a whole number or None, got {limit!r}")
         effective = resolve_session_limit(limit, self.session_settings)
         last = None if effective is None or effective < 0 else effective
         messages = await _async_thread_io.load_messages(self._store, self.session_id, last)
@@ -138,14 +141,15 @@ class ThreadMemSession:
             items: The items to add, as the SDK produces them (dicts of JSON data).
 
         Raises:
-            InvalidInputError: ``items`` is not a list of dicts, or an item cannot be
-                stored as JSON.
+            InputTypeError: ``items`` is not a list of dicts, or an item holds a value
+                JSON has no form for.
+            InvalidInputError: An item cannot be stored otherwise (it contains itself).
             ThreadTooLargeError: The thread would pass MongoDB's 16 MB document limit;
                 nothing was written (unless the items were being appended one at a
                 time: then those before the one that did not fit are stored).
         """
         if not isinstance(items, list):
-            raise InvalidInputError(f"items must be a list, got {type(items).__name__}")
+            raise InputTypeError(f"items must be a list, got {type(items).__name__}")
         messages = [_message_of(item, index) for index, item in enumerate(items)]
         if not messages:
             return
@@ -186,9 +190,11 @@ def _settings(value: object) -> SessionSettings:
     if isinstance(value, dict):
         try:
             return coerce_session_settings(value)
-        except (TypeError, ValueError) as exc:
+        except TypeError as exc:  # an unknown field
+            raise InputTypeError(f"invalid session_settings: {exc}") from exc
+        except ValueError as exc:
             raise InvalidInputError(f"invalid session_settings: {exc}") from exc
-    raise InvalidInputError(
+    raise InputTypeError(
         f"session_settings must be a SessionSettings, a dict or None, got {type(value).__name__}"
     )
 
@@ -198,7 +204,7 @@ def _settings(value: object) -> SessionSettings:
 
 def _message_of(item: object, index: int) -> RoleMessage:
     if not isinstance(item, Mapping):
-        raise InvalidInputError(f"items[{index}] must be a dict, got {type(item).__name__}")
+        raise InputTypeError(f"items[{index}] must be a dict, got {type(item).__name__}")
     return _stored_items.encode_item(
         item,
         key=METADATA_KEY,

@@ -12,7 +12,8 @@ ones go to GridFS), and its metadata holds the entry under the key ``pydantic_ai
 
 The JSON keeps the message whole, with each inline image replaced by its position among
 the message's images. The ``ConversationRecord`` lives in the thread's metadata, as JSON
-under ``pydantic_ai_record``, with its revision, scope and whether it is live beside it.
+under ``pydantic_ai_record``, with its revision, scope and whether it is live beside it;
+its title and metadata change only through ``write_details`` (``update``).
 
 Entries a fork shares stay in the thread of the conversation that saved them. A fork
 registers with every thread its history reaches into (``pydantic_ai_users``); deleting
@@ -25,15 +26,17 @@ Requires the ``pydantic-ai`` extra: ``pip install "threadmem-mongo[pydantic-ai]"
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pydantic
 from pydantic_ai.conversation_store import (
     ConversationConflict,
+    ConversationDetails,
     ConversationEntry,
     ConversationRecord,
     ConversationStore,
@@ -45,6 +48,7 @@ from pydantic_ai.messages import (
 )
 
 from threadmem_mongo import (
+    InputTypeError,
     InvalidInputError,
     RoleMessage,
     ThreadNotFoundError,
@@ -207,13 +211,75 @@ def message_to_entry(message: RoleMessage) -> ConversationEntry:
 
 
 def _check_id(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{name} must be a non-empty string, got {value!r}")
+    if not isinstance(value, str):
+        raise InputTypeError(f"{name} must be a non-empty string, got {type(value).__name__}")
+    if not value:
+        raise InvalidInputError(f"{name} must be a non-empty string, got ''")
     return value
 
 
+#: The record fields ``write_details`` changes (``update``'s title and metadata).
+_DETAILS = ("title", "metadata")
+
+
+def _checked_details(name: str, details: object) -> dict[str, Any]:
+    """``details`` (a title and or metadata) checked to be storable as the record's JSON.
+
+    Raises:
+        NotImplementedError: A key other than ``title`` and ``metadata``, which the
+            base class asks a backend to raise for a field it does not store.
+        InputTypeError: Not a dict, a title that is not a string, or metadata that is
+            not a dict.
+        InvalidInputError: Metadata that is not JSON data (strings, numbers, booleans,
+            None, lists and dicts with string keys), which would not read back equal.
+    """
+    if not isinstance(details, Mapping):
+        raise InputTypeError(f"{name} must be a dict, got {type(details).__name__}")
+    unknown = [key for key in details if key not in _DETAILS]
+    if unknown:
+        raise NotImplementedError(
+            f"ThreadMemConversationStore stores only the title and metadata, not {unknown!r}"
+        )
+    title = details.get("title")
+    if title is not None and not isinstance(title, str):
+        raise InputTypeError(f"{name} title must be a string or None, got {title!r}")
+    metadata = details.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise InputTypeError(
+                f"{name} metadata must be a dict or None, got {type(metadata).__name__}"
+            )
+        try:
+            same = json.loads(json.dumps(metadata, allow_nan=False)) == metadata
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            raise InvalidInputError(
+                f"{name} metadata must be JSON data (strings, numbers, booleans, None, "
+                "lists and dicts with string keys), to read back equal"
+            )
+    return dict(details)
+
+
+def _checked_entries(entries: object) -> list[ConversationEntry]:
+    if isinstance(entries, (str, bytes)):
+        raise InputTypeError("new_entries must be ConversationEntry objects, got a string")
+    try:
+        listed: list[object] = list(entries)  # type: ignore[call-overload]
+    except TypeError:
+        raise InputTypeError(
+            f"new_entries must be ConversationEntry objects, got {type(entries).__name__}"
+        ) from None
+    checked = [entry for entry in listed if isinstance(entry, ConversationEntry)]
+    if len(checked) != len(listed):
+        raise InputTypeError("new_entries must be ConversationEntry objects")
+    return checked
+
+
 def _check_limit(limit: object) -> int | None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise InputTypeError(f"limit must be None or a whole number >= 0, got {limit!r}")
+    if limit is not None and limit < 0:
         raise InvalidInputError(f"limit must be None or a whole number >= 0, got {limit!r}")
     return limit
 
@@ -274,15 +340,18 @@ class ThreadMemConversationStore(ConversationStore):
         store: The async store to use; the configured default
             (``threadmem_mongo.aio.configure``) if omitted.
 
+    An argument of the wrong type raises ``threadmem_mongo.InputTypeError``, both an
+    ``InvalidInputError`` and the ``TypeError`` that ``InMemoryConversationStore``
+    raises where it raises one (a ``limit`` that is not a number, ``new_entries`` that
+    is not iterable); a bad value of the right type raises ``InvalidInputError``.
+
     Raises:
-        InvalidInputError: ``store`` is not an ``AsyncThreadStore``.
+        InputTypeError: ``store`` is not an ``AsyncThreadStore``.
     """
 
     def __init__(self, *, store: AsyncThreadStore | None = None) -> None:
         if store is not None and not isinstance(store, AsyncThreadStore):
-            raise InvalidInputError(
-                f"store must be an AsyncThreadStore, got {type(store).__name__}"
-            )
+            raise InputTypeError(f"store must be an AsyncThreadStore, got {type(store).__name__}")
         self._store = store
         self._recent = _Recent()
 
@@ -310,7 +379,8 @@ class ThreadMemConversationStore(ConversationStore):
         """The conversation's record, or None if the store has none.
 
         Raises:
-            InvalidInputError: ``conversation_id`` is not a non-empty string.
+            InvalidInputError: ``conversation_id`` is not a non-empty string (an
+                ``InputTypeError`` if it is not a string).
         """
         _check_id("conversation_id", conversation_id)
         thread = await self._thread(conversation_id)
@@ -327,10 +397,11 @@ class ThreadMemConversationStore(ConversationStore):
         """The live records (of ``scope``, if given), newest ``updated_at`` first.
 
         Raises:
-            InvalidInputError: ``scope`` is not a string, or ``limit`` is negative.
+            InputTypeError: ``scope`` is not a string, or ``limit`` not a whole number.
+            InvalidInputError: ``limit`` is negative.
         """
         if scope is not None and not isinstance(scope, str):
-            raise InvalidInputError(f"scope must be a string or None, got {scope!r}")
+            raise InputTypeError(f"scope must be a string or None, got {scope!r}")
         count = _check_limit(limit)
         wanted: dict[str, Any] = {LIVE: True}
         if scope is not None:
@@ -345,7 +416,8 @@ class ThreadMemConversationStore(ConversationStore):
 
         Raises:
             KeyError: No such entry.
-            InvalidInputError: ``entry_id`` is not a non-empty string.
+            InvalidInputError: ``entry_id`` is not a non-empty string (an
+                ``InputTypeError`` if it is not a string).
         """
         _check_id("entry_id", entry_id)
         found = await self._find_entry(entry_id)
@@ -362,6 +434,8 @@ class ThreadMemConversationStore(ConversationStore):
 
         Raises:
             KeyError: An entry of the history is missing.
+            InputTypeError: ``limit`` is not a whole number.
+            InvalidInputError: ``limit`` is negative.
         """
         count = _check_limit(limit)
         # Each message with the store to read its GridFS images from (None: read already).
@@ -405,31 +479,27 @@ class ThreadMemConversationStore(ConversationStore):
     ) -> None:
         """Store ``record`` and ``new_entries`` in one update, if the revision matches.
 
+        A stored record's ``title`` and ``metadata`` are kept: they change only
+        through ``write_details`` (``update``).
+
         Raises:
             ConversationConflict: The stored revision is not ``expected_revision`` (a
                 record exists when it is None), or ``record.head_id`` names an entry the
                 store does not have. Nothing was written.
-            InvalidInputError: An argument of the wrong type; nothing was written.
+            InvalidInputError: An argument of the wrong type (an ``InputTypeError``),
+                or the record's metadata is not JSON data; nothing was written.
         """
         if not isinstance(record, ConversationRecord):
-            raise InvalidInputError(f"record must be a ConversationRecord, got {record!r}")
+            raise InputTypeError(f"record must be a ConversationRecord, got {record!r}")
         conversation_id = _check_id("record.conversation_id", record.conversation_id)
         if expected_revision is not None and not isinstance(expected_revision, str):
-            raise InvalidInputError("expected_revision must be a string or None")
-        if isinstance(new_entries, (str, bytes)) or not all(
-            isinstance(entry, ConversationEntry) for entry in new_entries
-        ):
-            raise InvalidInputError("new_entries must be ConversationEntry objects")
+            raise InputTypeError("expected_revision must be a string or None")
+        entries = _checked_entries(new_entries)
         if record.updated_at.tzinfo is None:
             raise InvalidInputError("record.updated_at must be timezone-aware")
-        messages = [entry_to_message(entry) for entry in new_entries]
-        new_ids = {entry.id for entry in new_entries}
-        fields = {
-            RECORD: _RECORDS.dump_json(record).decode(),
-            REVISION: record.revision,
-            SCOPE: record.scope,
-            LIVE: True,
-        }
+        _checked_details("record", {"title": record.title, "metadata": record.metadata})
+        messages = [entry_to_message(entry) for entry in entries]
+        new_ids = {entry.id for entry in entries}
         recalled = self._recent.take_thread(conversation_id)
         for _ in range(ATTEMPTS):
             thread, recalled = recalled, None
@@ -440,8 +510,22 @@ class ThreadMemConversationStore(ConversationStore):
                 live = self._live(thread)
             if (live[REVISION] if live else None) != expected_revision:
                 raise ConversationConflict(conversation_id)
+            stored = _RECORDS.validate_json(live[RECORD]) if live else None
+            # The title and metadata are update()'s: a save that read the record before
+            # an update keeps what the update wrote.
+            kept = (
+                record
+                if stored is None
+                else dataclasses.replace(record, title=stored.title, metadata=stored.metadata)
+            )
+            fields = {
+                RECORD: _RECORDS.dump_json(kept).decode(),
+                REVISION: record.revision,
+                SCOPE: record.scope,
+                LIVE: True,
+            }
             head = record.head_id
-            stored_head = _RECORDS.validate_json(live[RECORD]).head_id if live else None
+            stored_head = stored.head_id if stored else None
             holder: str | None = conversation_id
             if head is not None and head not in new_ids and head != stored_head:
                 found = await self._find_entry(head)
@@ -547,6 +631,62 @@ class ThreadMemConversationStore(ConversationStore):
                 continue
         raise ConversationConflict(thread_id)
 
+    async def write_details(
+        self,
+        conversation_id: str,
+        details: ConversationDetails,
+        *,
+        expected_revision: str,
+        expected: ConversationDetails | None = None,
+    ) -> ConversationRecord:
+        """Replace the record's ``title`` or ``metadata`` (or both), for ``update``.
+
+        The record keeps its revision and ``updated_at``. Only the keys in ``details``
+        change, in one update conditional on the thread's version, made only while the
+        stored record has ``expected_revision`` and the values in ``expected``.
+
+        Args:
+            conversation_id: The conversation.
+            details: The new ``title`` and or ``metadata`` (None clears one).
+            expected_revision: The revision the stored record must have.
+            expected: Values (``title``, ``metadata``) the stored record must have.
+
+        Returns:
+            The record as stored after the write.
+
+        Raises:
+            ConversationConflict: No record with ``expected_revision`` and the
+                ``expected`` values is stored. Nothing was written.
+            NotImplementedError: A key other than ``title`` and ``metadata``.
+            InvalidInputError: An argument of the wrong type (an ``InputTypeError``),
+                or metadata that is not JSON data; nothing was written.
+        """
+        _check_id("conversation_id", conversation_id)
+        if not isinstance(expected_revision, str):
+            raise InputTypeError(
+                f"expected_revision must be a string, got {type(expected_revision).__name__}"
+            )
+        changes = _checked_details("details", details)
+        wanted = _checked_details("expected", {} if expected is None else expected)
+        for _ in range(ATTEMPTS):
+            thread = await self._thread(conversation_id)
+            live = self._live(thread)
+            if thread is None or live is None or live[REVISION] != expected_revision:
+                raise ConversationConflict(conversation_id)
+            record = _RECORDS.validate_json(live[RECORD])
+            if any(getattr(record, key) != value for key, value in wanted.items()):
+                raise ConversationConflict(conversation_id)
+            text = _RECORDS.dump_json(dataclasses.replace(record, **changes)).decode()
+            thread.metadata = {**live, RECORD: text}
+            try:
+                await thread.save()
+            except (VersionConflictError, ThreadNotFoundError):
+                # Changed since read: a save or delete shows on the next read; a fork
+                # registering with the thread is retried.
+                continue
+            return _RECORDS.validate_json(text)
+        raise ConversationConflict(conversation_id)
+
     async def delete_record(self, conversation_id: str, *, expected_revision: str) -> None:
         """Delete the conversation's record, and its thread unless a fork uses it.
 
@@ -556,11 +696,11 @@ class ThreadMemConversationStore(ConversationStore):
 
         Raises:
             ConversationConflict: No record with ``expected_revision`` is stored.
-            InvalidInputError: An argument of the wrong type.
+            InputTypeError: An argument of the wrong type.
         """
         _check_id("conversation_id", conversation_id)
         if not isinstance(expected_revision, str):
-            raise InvalidInputError("expected_revision must be a string")
+            raise InputTypeError("expected_revision must be a string")
         recalled = self._recent.take_thread(conversation_id)
         for _ in range(ATTEMPTS):
             thread, recalled = recalled, None
