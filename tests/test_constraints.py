@@ -7,7 +7,6 @@ release it pins; and ``tools/lock.py``'s own pieces work.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from importlib import metadata
 from pathlib import Path
@@ -15,13 +14,13 @@ from types import ModuleType
 
 import pytest
 from packaging.requirements import Requirement
+from tool_modules import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / "constraints.txt"
 PYPROJECT = (ROOT / "pyproject.toml").read_text()
 README = (ROOT / "README.md").read_text()
 CI = (ROOT / ".ci" / "run").read_text()
-LOCK = ROOT / "tools" / "lock.py"
 PROJECT = "threadmem-mongo"
 
 #: Each framework page and the extra it documents.
@@ -40,12 +39,7 @@ UNDECLARED = ("langgraph", "langgraph-checkpoint-conformance", "langgraph-checkp
 @pytest.fixture(scope="module")
 def lock() -> ModuleType:
     """``tools/lock.py``, imported from its file."""
-    spec = importlib.util.spec_from_file_location("threadmem_lock", LOCK)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("lock")
 
 
 def normalized(name: str) -> str:
