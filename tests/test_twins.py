@@ -11,7 +11,6 @@ names with the same parameters.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from tool_modules import load_tool
 
 from threadmem_mongo import RoleThread, ThreadStore
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
@@ -39,12 +39,7 @@ TWINS = [
 @pytest.fixture(scope="module")
 def synchro() -> ModuleType:
     """``tools/synchro.py``, imported from its file."""
-    spec = importlib.util.spec_from_file_location("threadmem_synchro", SYNCHRO)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("synchro")
 
 
 def copy_generated_files(synchro: ModuleType, root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

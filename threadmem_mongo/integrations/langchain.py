@@ -251,12 +251,8 @@ class ThreadMemChatMessageHistory(BaseChatMessageHistory):
             messages: The LangChain messages to add.
 
         Raises:
-            InputTypeError: ``messages`` is not a sequence of ``BaseMessage`` (LangChain's
-                ``InMemoryChatMessageHistory`` raises ``TypeError`` for one that is not
-                iterable), or one holds a value JSON has no form for.
-            InvalidInputError: A message cannot be stored otherwise (a type that
-                ``messages_from_dict`` cannot read back, or a value that contains
-                itself).
+            InputTypeError: As for ``add_messages``.
+            InvalidInputError: As for ``add_messages``.
             ConfigurationError: Only a sync store was given.
             ThreadTooLargeError: The thread would pass MongoDB's 16 MB document limit.
         """
