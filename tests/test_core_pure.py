@@ -22,6 +22,7 @@ from threadmem_mongo import (
     _document,
     _images,
     _openai,
+    _pages,
     _updates,
     _validation,
 )
@@ -1265,3 +1266,43 @@ def test_a_catch_up_that_shows_other_changes_leaves_the_state_alone(
     found = catch_up_read(state, others, **changes)
     assert apply_catch_up(state, _document.editable_fields(state), found) is False
     assert (state.version, list(state.messages), state.message_count, state.name) == before
+
+
+# -- windows of matching messages ---------------------------------------------------------
+
+
+def test_plan_window_crosses_pages_and_the_inline_part() -> None:
+    regions = [(0, 3), (1, 0), (2, 5), (-1, 4)]
+    assert _pages.plan_window(regions, 0, None) == [(0, 0, 3), (2, 0, 5), (-1, 0, 4)]
+    assert _pages.plan_window(regions, 2, 4) == [(0, 2, 1), (2, 0, 3)]
+    assert _pages.plan_window(regions, 8, 10) == [(-1, 0, 4)]
+    assert _pages.plan_window(regions, 10, 1) == [(-1, 2, 1)]
+    assert _pages.plan_window(regions, 12, None) == []
+    assert _pages.plan_window(regions, 0, 0) == []
+
+
+def test_region_counts_add_up_totals_and_matches() -> None:
+    counts = _pages.RegionCounts(7, ((0, 50, 10), (-1, 30, 29)), pending=False)
+    assert (counts.total, counts.matching) == (80, 39)
+
+
+def test_metadata_match_compares_literals_and_refuses_path_keys_that_are_operators() -> None:
+    condition = _updates.metadata_match(("llama_index", "status"), "$active", "x")
+    assert condition == {
+        "$eq": [
+            {"$ifNull": ["$$this.metadata.llama_index.status", {"$literal": "x"}]},
+            {"$literal": "$active"},
+        ]
+    }
+    for key in ("$where", "a.b", ""):
+        with pytest.raises(InvalidInputError):
+            _updates.metadata_match(("llama_index", key), "active", "active")
+
+
+def test_match_counts_pipeline_is_one_document_of_counts() -> None:
+    pipeline = _updates.match_counts_pipeline("t", "threads.pages", None)
+    assert pipeline[0] == {"$match": {"_id": "t"}}
+    assert pipeline[-1] == {"$group": {"_id": None, "rows": {"$push": "$$ROOT"}}}
+    union = pipeline[2]["$unionWith"]
+    assert union["coll"] == "threads.pages"
+    assert union["pipeline"][0] == {"$match": {"thread_id": "t"}}

@@ -201,6 +201,21 @@ class AsyncPageStore:
             for blob_id in message.get("blobs") or []
         ]
 
+    async def matching_messages(
+        self, thread_id: str, numbers: Sequence[int], condition: Mapping[str, Any] | None
+    ) -> dict[int, list[Document]]:
+        """The messages of pages ``numbers`` that match ``condition`` (see
+        ``AsyncThreadStore.count_matching``), by page number, in order."""
+        if not numbers:
+            return {}
+        rows = await self._collection.aggregate(
+            [
+                {"$match": {"thread_id": thread_id, "n": {"$in": list(numbers)}}},
+                _updates.matching_slice_projection(condition, 0, _updates.MAX_SLICE),
+            ]
+        )
+        return {int(row["n"]): list(row.get("messages") or []) for row in rows}
+
     async def delete_thread(self, thread_id: str) -> None:
         """Delete every page of a thread (committed or not)."""
         await self._collection.delete_many({"thread_id": thread_id})

@@ -609,6 +609,90 @@ class AsyncThreadStore:
             await self.discard_blobs(written)
         return landed
 
+    async def count_matching(
+        self, thread_id: str, condition: Mapping[str, Any] | None
+    ) -> _pages.RegionCounts | None:
+        """Count the thread's messages, and those matching ``condition``, on the server.
+
+        Low-level: for adapters that filter a thread's messages (LlamaIndex's statuses).
+        One aggregation, whose reply holds counts only: the thread's inline messages and
+        each committed page's.
+
+        Args:
+            thread_id: The thread.
+            condition: An aggregation condition on ``$$this``, one message subdocument
+                (``_updates.metadata_match``); None counts every message as matching.
+
+        Returns:
+            The counts, or None if there is no such thread. With ``pending`` set, the
+                pages' counts may miss pending changes: read the thread instead.
+        """
+        pipeline = _updates.match_counts_pipeline(thread_id, self._pages.collection.name, condition)
+        grouped = await self._collection.aggregate(pipeline)
+        rows: list[Document] = grouped[0]["rows"] if grouped else []
+        thread = next((row for row in rows if row.get("_id") == thread_id), None)
+        if thread is None:
+            return None
+        page_count = int(thread.get(_pages.PAGE_COUNT) or 0)
+        pages = sorted(
+            (row for row in rows if row is not thread and 0 <= int(row["n"]) < page_count),
+            key=lambda row: int(row["n"]),
+        )
+        regions = tuple(
+            (int(row["n"]), int(row["total"]), int(row["matching"])) for row in [*pages, thread]
+        )
+        return _pages.RegionCounts(
+            int(thread.get("version", 0)), regions, bool(thread.get(_pages.PENDING))
+        )
+
+    async def read_matching(
+        self,
+        thread_id: str,
+        condition: Mapping[str, Any] | None,
+        counts: _pages.RegionCounts,
+        plan: Sequence[tuple[int, int, int]],
+    ) -> list[RoleMessage] | None:
+        """Read the window ``plan`` of the thread's matching messages.
+
+        Low-level: the second step after ``count_matching``. The pages the window
+        reaches are read in one aggregation (their matching messages only), the inline
+        part in another, pinned to the version counted.
+
+        Args:
+            thread_id: The thread.
+            condition: The condition given to ``count_matching``.
+            counts: What ``count_matching`` returned.
+            plan: ``(region, skip, take)`` from ``_pages.plan_window``.
+
+        Returns:
+            The messages in order, images not resolved; None if the thread changed since
+                it was counted (count again).
+        """
+        paged = [region for region, _, _ in plan if region >= 0]
+        by_page = await self._pages.matching_messages(thread_id, paged, condition)
+        inline: list[dict[str, Any]] = []
+        for region, skip, take in plan:
+            if region == -1:
+                rows = await self._collection.aggregate(
+                    [
+                        {"$match": _updates.at_version(thread_id, counts.version)},
+                        _updates.matching_slice_projection(condition, skip, take),
+                    ]
+                )
+                if not rows:
+                    return None
+                inline = list(rows[0].get("messages") or [])[:take]
+        docs: list[dict[str, Any]] = []
+        for region, skip, take in plan:
+            if region == -1:
+                docs.extend(inline)
+                continue
+            found = by_page.get(region)
+            if found is None:
+                return None
+            docs.extend(found[skip : skip + take])
+        return [_document.message_from_document(doc, thread_id) for doc in docs]
+
     async def _commutative_update(
         self,
         thread_id: str,

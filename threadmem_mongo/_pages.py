@@ -289,3 +289,64 @@ def split_for_pages(
 
 def _bytes(message: Mapping[str, Any]) -> int:
     return len(bson.encode(dict(message)))
+
+
+@dataclass(frozen=True)
+class RegionCounts:
+    """How many messages of each part of a thread there are, and how many match.
+
+    Attributes:
+        version: The thread's version when counted.
+        regions: ``(region, total, matching)`` in the thread's order: each committed
+            page by number, then the inline messages as region -1.
+        pending: Whether the thread holds pending changes to paged messages, which the
+            pages' counts do not show yet.
+    """
+
+    version: int
+    regions: tuple[tuple[int, int, int], ...]
+    pending: bool
+
+    @property
+    def total(self) -> int:
+        """All the thread's messages."""
+        return sum(total for _, total, _ in self.regions)
+
+    @property
+    def matching(self) -> int:
+        """The thread's messages that match."""
+        return sum(matching for _, _, matching in self.regions)
+
+
+def plan_window(
+    matching: Sequence[tuple[int, int]], offset: int, limit: int | None
+) -> list[tuple[int, int, int]]:
+    """Which matching messages of each region to read for one window of them.
+
+    Args:
+        matching: ``(region, count)`` in the thread's order: committed pages by number,
+            then the inline messages (region -1), each with how many of its messages
+            match.
+        offset: Matching messages to skip from the oldest.
+        limit: How many to take; None for all the rest.
+
+    Returns:
+        ``(region, skip, take)`` for each region the window reaches, in order: skip
+            that many of the region's matching messages and take the next ``take``.
+    """
+    plan: list[tuple[int, int, int]] = []
+    left = None if limit is None else max(limit, 0)
+    skip = max(offset, 0)
+    for region, count in matching:
+        if left == 0:
+            break
+        if skip >= count:
+            skip -= count
+            continue
+        available = count - skip
+        take = available if left is None else min(available, left)
+        plan.append((region, skip, take))
+        skip = 0
+        if left is not None:
+            left -= take
+    return plan

@@ -616,3 +616,81 @@ def with_pending(
     )
     merged["$push"] = {PENDING: {"$each": [dict(record) for record in records]}}
     return dict(query), merged
+
+
+# -- counting and reading messages that match, on the server ----------------------------------
+
+
+def metadata_match(path: Sequence[str], value: object, default: object) -> dict[str, Any]:
+    """An aggregation condition on ``$$this``, one message subdocument: its metadata at
+    ``path`` equals ``value``, a message without it counting as holding ``default``.
+
+    ``path`` is the caller's constant (keys without ``$`` or ``.``); the values are
+    ``$literal``s, never evaluated.
+    """
+    for key in path:
+        if not key or key.startswith("$") or "." in key:
+            raise InvalidInputError(f"invalid metadata path key {key!r}")
+    field = "$$this.metadata." + ".".join(path)
+    return {"$eq": [{"$ifNull": [field, literal(default)]}, literal(value)]}
+
+
+def _counts(condition: Mapping[str, Any] | None) -> dict[str, Any]:
+    total = {"$size": {"$ifNull": ["$messages", []]}}
+    if condition is None:
+        return {"total": total, "matching": total}
+    matching = {"$filter": {"input": {"$ifNull": ["$messages", []]}, "cond": dict(condition)}}
+    return {"total": total, "matching": {"$size": matching}}
+
+
+def match_counts_pipeline(
+    thread_id: str, pages: str, condition: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """One aggregation on the threads collection: the thread's counts (how many inline
+    messages, how many match ``condition``) with its ``version``, ``page_count`` and
+    ``pending``, then the same counts of each of its pages (collection ``pages``).
+
+    The result is one document whose ``rows`` are those counts. The thread's row has
+    ``n`` -1 (none if there is no such thread); pages the thread does not count (``n``
+    at or past its ``page_count``) are among the rows and are the caller's to leave out.
+    """
+    counts = _counts(condition)
+    return [
+        {"$match": {"_id": thread_id}},
+        {
+            "$project": {
+                "n": literal(-1),
+                "version": 1,
+                PAGE_COUNT: 1,
+                PENDING: 1,
+                **counts,
+            }
+        },
+        {
+            "$unionWith": {
+                "coll": pages,
+                "pipeline": [
+                    {"$match": {"thread_id": thread_id}},
+                    {"$project": {"_id": 0, "n": 1, **counts}},
+                ],
+            }
+        },
+        # One document, so a thread of many pages is one reply, not a cursor to page.
+        {"$group": {"_id": None, "rows": {"$push": "$$ROOT"}}},
+    ]
+
+
+def matching_slice_projection(
+    condition: Mapping[str, Any] | None, skip: int, take: int
+) -> dict[str, Any]:
+    """A ``$project`` stage keeping ``messages``' matching elements ``skip`` to
+    ``skip + take``, in order."""
+    source: Any = "$messages"
+    if condition is not None:
+        source = {"$filter": {"input": {"$ifNull": ["$messages", []]}, "cond": dict(condition)}}
+    return {
+        "$project": {
+            "n": 1,
+            "messages": {"$slice": [source, min(skip, MAX_SLICE), min(max(take, 1), MAX_SLICE)]},
+        }
+    }

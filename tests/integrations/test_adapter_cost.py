@@ -3,8 +3,7 @@
 Every adapter is measured on a session of 10,000 items (the default inline limits, so
 almost all of them in overflow pages), against the targets its MongoDB peers meet:
 
-* the newest 20 items in at most 3 commands and 64 KB of replies (not yet LlamaIndex,
-  whose status filter still runs in Python);
+* the newest 20 items in at most 3 commands and 64 KB of replies;
 * clearing the session in at most 3 commands and 8 KB of replies (4 commands for
   Pydantic AI, whose ``delete`` reads the record before deleting);
 * appending one item in 1 command (Agents SDK, LangChain, LlamaIndex) or at most 2 (ADK
@@ -260,10 +259,21 @@ async def test_llama_index_store_meets_the_peer_cost_targets(traffic: Traffic) -
         count = await store.count_messages(key)
         return await store.get_messages(key, offset=count - 20, limit=20)
 
-    # The status filter is still applied in Python, on the whole thread: the newest 20
-    # are right, but not yet within the 3 commands and 64 KB of the other adapters.
-    found = await newest()
+    commands, received, found = await traffic.measure(newest)
     assert [m.content for m in found] == [m.content for m in messages[-19:]] + ["make room"]
+    assert_within(commands, received, 3, 64 * KB)
+
+    # Archived messages are filtered out by the server: counting and reading the active
+    # ones after archiving the oldest 100 sends back only counts and the window.
+    archived = await store.archive_oldest_messages(key, 100)
+    assert len(archived) == 100
+    commands, received, count = await traffic.measure(lambda: store.count_messages(key))
+    assert (commands, count) == (["aggregate"], ITEMS + 1 - 100)
+    assert received <= 16 * KB  # counts only: the thread's and each of its 200 pages'
+    commands, received, active = await traffic.measure(lambda: store.get_messages(key, limit=5))
+    assert [m.content for m in active] == [m.content for m in messages[100:105]]
+    assert len(commands) <= 3
+    assert received <= 64 * KB
 
     commands, _, _ = await traffic.measure(
         lambda: store.add_message(key, ChatMessage(role="user", content=TEXT))

@@ -565,3 +565,30 @@ async def test_the_docs_example_prints_what_the_page_shows(async_store: AsyncThr
         exec(compile(code, "llama-index.md", "exec"), {"__name__": "__docs__"})
         await started[0]
     assert printed.getvalue().strip() == output.strip()
+
+
+@pytest.mark.backends("wire", "mongodb", reason="the server filters, counts and cuts the window")
+async def test_filtered_windows_of_a_paged_thread_match_the_sql_store(
+    async_store: AsyncThreadStore, sql_store: SQLAlchemyChatStore
+) -> None:
+    # Four messages inline: most of the 30 live in overflow pages, archived ones among
+    # them, so each window crosses pages and the inline part.
+    paged = AsyncThreadStore(async_store.collection, max_inline_messages=4)
+    ours = ThreadMemChatStore(store=paged)
+    for store in (sql_store, ours):
+        for i in range(30):
+            status = MessageStatus.ARCHIVED if i % 7 == 3 else MessageStatus.ACTIVE
+            await store.add_message("k", user(f"m{i}"), status=status)
+        await store.archive_oldest_messages("k", 5)
+    for status in (None, MessageStatus.ACTIVE, MessageStatus.ARCHIVED):
+        assert await ours.count_messages("k", status=status) == await sql_store.count_messages(
+            "k", status=status
+        )
+        for offset in (None, 0, 3, 11, 24, 40):
+            for limit in (None, 1, 4, 9, 100):
+                window = {"status": status, "offset": offset, "limit": limit}
+                got = await ours.get_messages("k", **window)
+                expected = await sql_store.get_messages("k", **window)
+                assert [m.content for m in got] == [m.content for m in expected], window
+    assert await ours.get_messages("missing") == []
+    assert await ours.count_messages("missing", status=MessageStatus.ACTIVE) == 0

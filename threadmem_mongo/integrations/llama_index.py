@@ -34,7 +34,10 @@ from threadmem_mongo import (
     ThreadNotFoundError,
     V1RoleThread,
     VersionConflictError,
+    _pages,
+    _updates,
 )
+from threadmem_mongo._capabilities import is_mongomock
 from threadmem_mongo._config import async_default_store
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 from threadmem_mongo.integrations import _stored_items
@@ -47,6 +50,10 @@ MESSAGE_KEY = "llama_index"
 THREAD_MARK = "llama_index_chat_store"
 #: How often a change decided on what was read is re-read and retried after a conflict.
 ATTEMPTS = 100
+
+#: How often a filtered read counts again after the thread changed between its count and
+#: its read, before it reads the whole thread instead.
+WINDOW_ATTEMPTS = 5
 
 _IMAGE_INDEX = "threadmem_image"
 _PLACEHOLDER = "<image>"
@@ -142,6 +149,16 @@ def to_role_message(message: ChatMessage, status: MessageStatus) -> RoleMessage:
     stored["message"] = json.dumps(data, separators=(",", ":"))
     return RoleMessage(
         role=str(data["role"]), text=text, images=images, metadata={MESSAGE_KEY: stored}
+    )
+
+
+def _condition(status: MessageStatus | None) -> dict[str, Any] | None:
+    """The server-side condition for messages with ``status`` (None: every message); a
+    message posted by other means counts as active, as ``_status_of`` reads it."""
+    if status is None:
+        return None
+    return _updates.metadata_match(
+        (MESSAGE_KEY, "status"), status.value, MessageStatus.ACTIVE.value
     )
 
 
@@ -284,6 +301,41 @@ class ThreadMemChatStore(AsyncDBChatStore):
                     raise
         return empty
 
+    def _target(self) -> AsyncThreadStore:
+        return self._store if self._store is not None else async_default_store()
+
+    async def _window(
+        self, key: str, status: MessageStatus | None, offset: int, limit: int | None
+    ) -> list[RoleMessage] | None:
+        """The key's messages with ``status`` from ``offset`` on (``limit`` of them),
+        filtered, counted and cut by the server: one aggregation counts the matching
+        messages of the thread and of each page, and one or two read only the window.
+
+        Returns:
+            The messages, images not read; None when the thread must be read whole
+                instead: on mongomock (whose ``$filter`` is unreliable), while the
+                thread holds pending changes to paged messages, or when it kept changing
+                between the count and the read.
+        """
+        target = self._target()
+        if is_mongomock(target.collection):
+            return None
+        condition = _condition(status)
+        for _ in range(WINDOW_ATTEMPTS):
+            counts = await target.count_matching(key, condition)
+            if counts is None:
+                return []
+            if counts.pending:
+                return None
+            matching = [(region, count) for region, _, count in counts.regions]
+            plan = _pages.plan_window(matching, offset, limit)
+            if not plan:
+                return []
+            found = await target.read_matching(key, condition, counts, plan)
+            if found is not None:
+                return found
+        return None
+
     @staticmethod
     async def _stored(thread: AsyncRoleThread, status: MessageStatus | None) -> list[RoleMessage]:
         """The thread's messages with ``status`` (None: all), images not yet read."""
@@ -326,6 +378,15 @@ class ThreadMemChatStore(AsyncDBChatStore):
         chosen = _check_status(status, optional=True)
         first = _check_count("offset", offset, optional=True) or 0
         count = _check_count("limit", limit, optional=True)
+        window = await self._window(key, chosen, first, count)
+        if window is not None:
+            target = self._target()
+            return [
+                from_role_message(
+                    m.model_copy(update={"images": await target.resolve_images(m.images)})
+                )
+                for m in window
+            ]
         thread = await self._load(key)
         if thread is None:
             return []
@@ -343,6 +404,13 @@ class ThreadMemChatStore(AsyncDBChatStore):
         """
         _check_key(key)
         chosen = _check_status(status, optional=True)
+        target = self._target()
+        if not is_mongomock(target.collection):
+            counts = await target.count_matching(key, _condition(chosen))
+            if counts is None:
+                return 0
+            if not counts.pending:
+                return counts.matching
         thread = await self._load(key)
         if thread is None:
             return 0
