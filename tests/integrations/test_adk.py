@@ -3,7 +3,9 @@
 * Differential: the same operation sequences run on ADK's ``InMemorySessionService`` and
   on ours and must give the same observable results (sessions, events, state, listings,
   errors). Stale-session sequences run against ADK's SQL ``DatabaseSessionService``
-  (SQLite), the reference for that behaviour, since the in-memory service has none.
+  (SQLite), the reference for that behaviour, since the in-memory service has none;
+  state values with no JSON form run against both SQL services, which store their
+  ``str()``; arguments of the wrong type against whichever service raises TypeError.
 * The stored form: one readable message per event, the event lossless, images in GridFS.
 * Stale appends and bad input write nothing; concurrent appends and shared-state merges
   lose nothing.
