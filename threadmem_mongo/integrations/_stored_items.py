@@ -6,18 +6,18 @@ itself, as JSON text, under one namespaced metadata key:
 
 ```text
 metadata = {"<adapter key>": {"item": "<the item as JSON>",
-                              "text": [<path>], "images": [<image slots>]}}
+                              "text": "<JSON Pointer>", "images": [<image slots>]}}
 ```
 
 JSON text sidesteps the metadata key rules (item keys may start with ``$`` or hold
 ``.``). The text is stored once: when a string in the item is exactly the message's
 readable text (a plain message's content, say), the item keeps ``null`` there and
-``"text"`` records the path back to it. Images in the item (a URL, a data URI, or base64
-with a MIME type) are moved into the message's ``images``, so large ones go to GridFS
-like any posted image; the item keeps ``null`` where each stood, and each slot records
-the path back to that place and whether the value was a URL/data URI (``"url"``) or
-bare base64 (``"base64"``). ``"text"`` and ``"images"`` are left out when there is
-nothing to record.
+``"text"`` records where, as a JSON Pointer (``"/content"``). Images in the item (a URL,
+a data URI, or base64 with a MIME type) are moved into the message's ``images``, so
+large ones go to GridFS like any posted image; the item keeps ``null`` where each stood,
+and each slot records the path back to that place and whether the value was a URL/data
+URI (``"url"``) or bare base64 (``"base64"``). ``"text"`` and ``"images"`` are left out
+when there is nothing to record.
 
 The thread I/O that stores and reads these messages is in ``_async_thread_io`` and its
 generated sync twin ``_thread_io``. This module imports no framework.
@@ -204,17 +204,49 @@ def encode_item(
     elif not text.strip():
         text = _EMPTY_TEXT.format(role)
     stored: dict[str, Any] = {}
-    text_path = path_of_text(data, text) if text else None
-    if text_path:
-        set_at(data, text_path, None)
-        stored["text"] = list(text_path)
+    pointer = take_text(data, text)
+    if pointer is not None:
+        stored["text"] = pointer
     stored["item"] = to_json(data, what)
     if stored_slots:
         stored["images"] = stored_slots
     return RoleMessage(role=role, text=text, images=images, metadata={key: stored})
 
 
-def path_of_text(value: object, text: str) -> tuple[PathPart, ...] | None:
+def take_text(data: object, text: str) -> str | None:
+    """Store ``text`` once: put ``null`` where it stands in ``data`` (the first string
+    equal to it, depth first, below the top) and return where that is, as a JSON Pointer
+    (RFC 6901, ``"/content"``, ``"/blocks/0/text"``); None, changing nothing, if no string
+    of ``data`` is ``text`` (or ``text`` is empty)."""
+    path = _path_of_text(data, text) if text else None
+    if not path:
+        return None
+    set_at(data, path, None)
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def put_text(data: object, pointer: str, text: str) -> None:
+    """Put ``text`` back where ``take_text`` said it stood.
+
+    Raises:
+        LookupError: ``pointer`` leads nowhere in ``data``.
+        ValueError: ``pointer`` is not a JSON Pointer.
+    """
+    if not isinstance(pointer, str) or not pointer.startswith("/"):
+        raise ValueError(f"not a JSON Pointer: {pointer!r}")
+    node: Any = data
+    parts = [part.replace("~1", "/").replace("~0", "~") for part in pointer[1:].split("/")]
+    for index, part in enumerate(parts):
+        key: Any = int(part) if isinstance(node, list) else part
+        if index == len(parts) - 1:
+            if isinstance(node, list) or (isinstance(node, dict) and key in node):
+                node[key] = text
+                return
+            raise LookupError(pointer)
+        node = node[key]
+
+
+def _path_of_text(value: object, text: str) -> tuple[PathPart, ...] | None:
     """The path to the first string in ``value`` (depth first) equal to ``text``."""
     if isinstance(value, str):
         return () if value == text else None
@@ -226,7 +258,7 @@ def path_of_text(value: object, text: str) -> tuple[PathPart, ...] | None:
     else:
         return None
     for part, child in children:
-        found = path_of_text(child, text)
+        found = _path_of_text(child, text)
         if found is not None:
             return (part, *found)
     return None
@@ -240,9 +272,9 @@ def decode_item(message: RoleMessage, key: str) -> Any | None:
         return None
     try:
         data = json.loads(stored["item"])
-        text_path = stored.get("text")
-        if text_path is not None:
-            set_at(data, text_path, message.text)
+        pointer = stored.get("text")
+        if pointer is not None:
+            put_text(data, pointer, message.text)
         slots = stored.get("images") or []
         for index, slot in enumerate(slots):
             image = message.images[index]

@@ -68,7 +68,8 @@ USER_STATE_KIND = "user_state"
 #: images kept in the message's ``images`` (their bytes are left out of the JSON).
 EVENT_KEY = "adk_event"
 IMAGE_PARTS_KEY = "adk_image_parts"
-#: Where in the event JSON its text stood: the message's text is stored there once.
+#: Where in the event JSON its text stood (a JSON Pointer): the text is stored once, as
+#: the message's text.
 TEXT_PATH_KEY = "adk_text_path"
 
 #: Longest rendering of a function call or response in a message's readable text; the
@@ -293,11 +294,10 @@ def _event_to_message(thread_id: str, event: Event) -> RoleMessage:
     if not text and not images:
         text = "(no content)"
     metadata: dict[str, Any] = {}
-    text_path = _stored_items.path_of_text(data, text)
-    if text_path:
-        # The text is stored once: as the message's text, which fills this place again.
-        _stored_items.set_at(data, text_path, None)
-        metadata[TEXT_PATH_KEY] = list(text_path)
+    # The text is stored once: as the message's text, which fills this place again.
+    pointer = _stored_items.take_text(data, text)
+    if pointer is not None:
+        metadata[TEXT_PATH_KEY] = pointer
     metadata[EVENT_KEY] = json.dumps(data, ensure_ascii=False)
     if image_parts:
         metadata[IMAGE_PARTS_KEY] = image_parts
@@ -316,10 +316,10 @@ def _event_from_message(message: RoleMessage) -> Event:
     """The ADK event a stored message holds, its images put back as inline bytes."""
     metadata = message.metadata or {}
     stored = metadata[EVENT_KEY]
-    text_path = metadata.get(TEXT_PATH_KEY)
-    if text_path:
+    pointer = metadata.get(TEXT_PATH_KEY)
+    if pointer:
         data = json.loads(stored)
-        _stored_items.set_at(data, text_path, message.text)
+        _stored_items.put_text(data, pointer, message.text)
         # Validated from JSON text, as stored: bytes fields are base64 there.
         stored = json.dumps(data, ensure_ascii=False)
     event = Event.model_validate_json(stored)

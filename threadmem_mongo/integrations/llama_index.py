@@ -140,16 +140,20 @@ def to_role_message(message: ChatMessage, status: MessageStatus) -> RoleMessage:
         text = text.replace(_PLACEHOLDER, "<image >")
     elif not text:
         text = f"[{data['role']} message]"
-    stored: dict[str, Any] = {"status": status.value}
-    text_path = _stored_items.path_of_text(data, text)
-    if text_path:
-        # The text is stored once: as the message's text, which fills this place again.
-        _stored_items.set_at(data, text_path, None)
-        stored["text"] = list(text_path)
+    # Left out, as each costs every message its bytes: the role (the message's own),
+    # empty additional_kwargs, the status when active, and the text, stored once as the
+    # message's text (``"text"`` says where it goes back).
+    role = str(data.pop("role"))
+    if data.get("additional_kwargs") == {}:
+        del data["additional_kwargs"]
+    stored: dict[str, Any] = {}
+    if status != MessageStatus.ACTIVE:
+        stored["status"] = status.value
+    pointer = _stored_items.take_text(data, text)
+    if pointer is not None:
+        stored["text"] = pointer
     stored["message"] = json.dumps(data, separators=(",", ":"))
-    return RoleMessage(
-        role=str(data["role"]), text=text, images=images, metadata={MESSAGE_KEY: stored}
-    )
+    return RoleMessage(role=role, text=text, images=images, metadata={MESSAGE_KEY: stored})
 
 
 def _condition(status: MessageStatus | None) -> dict[str, Any] | None:
@@ -170,7 +174,9 @@ def _stored(message: RoleMessage) -> dict[str, Any] | None:
 def _status_of(message: RoleMessage) -> str:
     """The status of a stored message; messages posted by other means count as active."""
     stored = _stored(message)
-    return str(stored.get("status")) if stored else MessageStatus.ACTIVE.value
+    if stored is None:
+        return MessageStatus.ACTIVE.value
+    return str(stored.get("status", MessageStatus.ACTIVE.value))
 
 
 def from_role_message(message: RoleMessage) -> ChatMessage:
@@ -188,8 +194,10 @@ def from_role_message(message: RoleMessage) -> ChatMessage:
     if stored is None:
         return _foreign_message(message)
     data = json.loads(stored["message"])
+    data.setdefault("role", message.role)
+    data.setdefault("additional_kwargs", {})
     if stored.get("text"):
-        _stored_items.set_at(data, stored["text"], message.text)
+        _stored_items.put_text(data, stored["text"], message.text)
     for block in data.get("blocks") or []:
         index = block.pop(_IMAGE_INDEX, None)
         if isinstance(index, int):
