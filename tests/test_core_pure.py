@@ -204,7 +204,12 @@ def test_history_pipeline_cuts_the_page_on_the_server() -> None:
 
 def test_blob_filters() -> None:
     assert _updates.blob_holder("abc") == {"messages.blobs": "abc"}
-    assert _updates.BLOBS_PROJECTION == {"_id": 1, "messages.blobs": 1}
+    assert _updates.BLOBS_PROJECTION == {
+        "_id": 1,
+        "messages.blobs": 1,
+        "page_count": 1,
+        "paged_blobs": 1,
+    }
 
 
 def test_listing_cursor_round_trips_into_a_filter() -> None:
@@ -458,7 +463,7 @@ def test_thread_document_has_exactly_the_documented_fields() -> None:
     doc = _document.thread_to_document(make_state())
     # last_change appears with the first edit or deletion of a message, and the page
     # fields with the first move of messages to an overflow page.
-    later = {"last_change", "page_count", "paged_count", "pending"}
+    later = {"last_change", "page_count", "paged_count", "paged_blobs", "pending"}
     assert list(doc) == ["_id", *(f for f in _document.THREAD_FIELDS if f not in later)]
     assert set(_document.THREAD_FIELDS) == {
         "owner_id",
@@ -477,6 +482,7 @@ def test_thread_document_has_exactly_the_documented_fields() -> None:
         "last_change",
         "page_count",
         "paged_count",
+        "paged_blobs",
         "pending",
     }
 
@@ -1306,3 +1312,37 @@ def test_match_counts_pipeline_is_one_document_of_counts() -> None:
     union = pipeline[2]["$unionWith"]
     assert union["coll"] == "threads.pages"
     assert union["pipeline"][0] == {"$match": {"thread_id": "t"}}
+
+
+def test_the_first_move_says_whether_pages_hold_images_and_later_moves_only_raise_it() -> None:
+    plain, imaged = [{"id": "a"}], [{"id": "b", "blobs": ["f1"]}]
+    first = {"page_count": 0}
+    assert _pages.paged_blobs_change(first, plain) == {"paged_blobs": False, "new_field": True}
+    assert _pages.paged_blobs_change(first, imaged) == {"paged_blobs": True, "new_field": True}
+    assert _pages.paged_blobs_change({"page_count": 2, "paged_blobs": False}, imaged) == {
+        "paged_blobs": True
+    }
+    assert _pages.paged_blobs_change({"page_count": 2, "paged_blobs": True}, plain) == {}
+    assert _pages.paged_blobs_change({"page_count": 2, "paged_blobs": False}, plain) == {}
+    # Pages from before the field: unknown, and a deletion reads them.
+    assert _pages.paged_blobs_change({"page_count": 2}, imaged) == {}
+
+
+def test_a_new_paged_blobs_field_is_counted_in_the_size() -> None:
+    _, plain = _updates.move_to_page(TID, 3, ["a"], 100, NOW)
+    _, first = _updates.move_to_page(TID, 3, ["a"], 100, NOW, paged_blobs=False, new_field=True)
+    _, raised = _updates.move_to_page(TID, 3, ["a"], 100, NOW, paged_blobs=True)
+    assert "paged_blobs" not in plain["$set"]
+    assert first["$set"]["paged_blobs"] is False
+    assert first["$inc"]["size_bytes"] > plain["$inc"]["size_bytes"]
+    assert raised["$inc"]["size_bytes"] == plain["$inc"]["size_bytes"]
+
+
+def test_a_thread_made_with_pages_says_whether_they_hold_images() -> None:
+    gridfs = "gridfs:" + "0" * 24
+    messages = [make_message(id=f"00000000-0000-4000-8000-00000000000{i}") for i in range(3)]
+    messages[0] = messages[0].model_copy(update={"images": [gridfs]})
+    for paged, expected in ((1, True), (0, None)):
+        state = make_state(messages=messages, page_count=paged, paged_count=paged)
+        doc = _document.thread_to_document(state)
+        assert doc.get("paged_blobs") is expected

@@ -493,4 +493,24 @@ def test_each_operation_sends_the_commands_the_docs_list(
         "find",
         "find",
     ]
-    assert sent(thread.delete) == ["findAndModify", "find", "delete"]
+    # No page holds an image: the pages are deleted without being read.
+    assert sent(thread.delete) == ["findAndModify", "delete"]
+
+
+def test_delete_reads_the_pages_of_a_thread_paged_before_paged_blobs_and_releases_their_images(
+    raw: Any, store: ThreadStore
+) -> None:
+    small = ThreadStore(store.collection, max_inline_messages=4, image_threshold=0)
+    image = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"x" * 64).decode()
+    thread = RoleThread(store=small)
+    thread.post("user", "with an image", images=[image])
+    for i in range(8):
+        thread.post("user", f"m{i}")
+    assert raw.find_one({"_id": thread.id})["paged_blobs"] is True
+    # A thread whose pages came before the field: its deletion must read them.
+    raw.update_one({"_id": thread.id}, {"$unset": {"paged_blobs": ""}})
+    database = small.collection.database
+    assert database["threadmem_images.files"].count_documents({}) == 1
+    thread.delete()
+    assert database["threadmem_images.files"].count_documents({}) == 0
+    assert small.pages.collection.count_documents({"thread_id": thread.id}) == 0

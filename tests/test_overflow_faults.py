@@ -134,11 +134,13 @@ def commit_fails_once(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     real = _updates.move_to_page
     failed: list[int] = []
 
-    def failing(thread_id: str, version: int, *args: Any) -> tuple[Document, Document]:
+    def failing(
+        thread_id: str, version: int, *args: Any, **options: Any
+    ) -> tuple[Document, Document]:
         if not failed:
             failed.append(version)
             raise StoreUnavailableError("the commit of the move did not reach the server")
-        return real(thread_id, version, *args)
+        return real(thread_id, version, *args, **options)
 
     monkeypatch.setattr(_updates, "move_to_page", failing)
     return failed

@@ -365,16 +365,23 @@ class AsyncPageStore:
                 return None  # a mover with a newer view is at it
             moved = _pages.moved_bytes(moving)
             query, update = _updates.move_to_page(
-                thread_id, version, [message["id"] for message in moving], moved, time.time()
+                thread_id,
+                version,
+                [message["id"] for message in moving],
+                moved,
+                time.time(),
+                **_pages.paged_blobs_change(head, moving),
             )
             result = await self._threads.update_one(query, update)
             if result.matched_count:
                 left = inline - len(moving)
-                still_over = self._limits.needs_move(left, int(head.get("size_bytes", 0)) - moved)
+                # What the document shrank by: the messages, less a new paged_blobs field.
+                shrunk = -int(update["$inc"]["size_bytes"])
+                still_over = self._limits.needs_move(left, int(head.get("size_bytes", 0)) - shrunk)
                 return {
                     "version": version,
                     "moved": len(moving),
-                    "moved_bytes": moved,
+                    "moved_bytes": shrunk,
                     "still_over": still_over,
                 }
         return None

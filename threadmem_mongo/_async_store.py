@@ -850,7 +850,8 @@ class AsyncThreadStore:
             return False
         with contextlib.suppress(ThreadMemError):
             blob_ids = _updates.blob_ids_of(doc.get("messages") or [])
-            blob_ids += await self._pages.blob_ids(thread_id)
+            if doc.get(_pages.PAGE_COUNT) and doc.get(_pages.PAGED_BLOBS, True):
+                blob_ids += await self._pages.blob_ids(thread_id)
             await self._pages.delete_thread(thread_id)
             await self.release_blobs(blob_ids)
         return True

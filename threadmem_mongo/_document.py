@@ -65,6 +65,7 @@ THREAD_FIELDS = (
     "last_change",
     "page_count",
     "paged_count",
+    "paged_blobs",
     "pending",
 )
 
@@ -211,6 +212,12 @@ def thread_to_document(state: ThreadState) -> dict[str, Any]:
         doc["message_count"] = len(state.messages)
         doc["page_count"] = state.page_count
         doc["paged_count"] = state.paged_count
+        # Whether any page holds an image: a deletion reads the pages' images only then.
+        doc["paged_blobs"] = any(
+            is_blob_ref(image)
+            for message in state.messages[: state.paged_count]
+            for image in message.images
+        )
     # Each element is counted as element_size() counts it, so removing one later never
     # takes the estimate below the real size; the extra one covers size_bytes growing
     # from an int32 to an int64.

@@ -67,6 +67,10 @@ CREATION_VERSION = -1
 PAGE_COUNT = "page_count"
 PAGED_COUNT = "paged_count"
 PENDING = "pending"
+#: Whether a page of the thread may hold an image in GridFS: set with the first page and
+#: raised by any move of an image, never lowered (absent from threads paged before it
+#: existed, whose pages are then read to find out).
+PAGED_BLOBS = "paged_blobs"
 
 Document = dict[str, Any]
 
@@ -158,6 +162,20 @@ def page_of_message_filter(thread_id: str, page_count: int, message_id: str) -> 
     return {**committed_pages_filter(thread_id, page_count), "messages.id": message_id}
 
 
+def paged_blobs_change(head: Mapping[str, Any], moving: Sequence[Mapping[str, Any]]) -> Document:
+    """How a move of ``moving`` changes the thread's ``paged_blobs`` (``move_to_page``'s
+    options), given what the mover read (``head_projection``)."""
+    moves_blobs = any(message.get("blobs") for message in moving)
+    if PAGED_BLOBS in head:
+        if moves_blobs and not head[PAGED_BLOBS]:
+            return {"paged_blobs": True}
+        return {}
+    if int(head.get(PAGE_COUNT, 0)) == 0:
+        # The first page: from now on the field says whether any page holds an image.
+        return {"paged_blobs": moves_blobs, "new_field": True}
+    return {}  # pages from before the field: unknown, and left so
+
+
 def head_projection(count: int) -> Document:
     """Projection of what a mover reads: counters, expiry and the oldest inline messages."""
     return {
@@ -168,6 +186,7 @@ def head_projection(count: int) -> Document:
         "size_bytes": 1,
         PAGE_COUNT: 1,
         PAGED_COUNT: 1,
+        PAGED_BLOBS: 1,
         "messages": {"$slice": count},
     }
 

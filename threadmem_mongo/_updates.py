@@ -20,7 +20,14 @@ from typing import Any
 from threadmem_mongo import _validation
 from threadmem_mongo._document import THREAD_FIELDS, fields_size
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
-from threadmem_mongo._pages import PAGE_COUNT, PAGED_COUNT, PENDING, Limits, record_size
+from threadmem_mongo._pages import (
+    PAGE_COUNT,
+    PAGED_BLOBS,
+    PAGED_COUNT,
+    PENDING,
+    Limits,
+    record_size,
+)
 from threadmem_mongo.errors import InvalidInputError
 
 Filter = dict[str, Any]
@@ -35,8 +42,9 @@ def append_status_projection(message_id: str) -> dict[str, Any]:
     return {**STATUS_PROJECTION, "messages": {"$elemMatch": {"id": message_id}}}
 
 
-#: Projection returning the image references of a thread's messages.
-BLOBS_PROJECTION: dict[str, Any] = {"_id": 1, "messages.blobs": 1}
+#: Projection returning the image references of a thread's messages, and whether its
+#: pages may hold more.
+BLOBS_PROJECTION: dict[str, Any] = {"_id": 1, "messages.blobs": 1, PAGE_COUNT: 1, PAGED_BLOBS: 1}
 
 THREAD_FILTER_FIELDS = ("id", "owner_id", "public", "name")
 
@@ -535,18 +543,30 @@ def move_to_page(
     message_ids: Sequence[str],
     moved: int,
     now: float,
+    *,
+    paged_blobs: bool | None = None,
+    new_field: bool = False,
 ) -> tuple[Filter, Update]:
     """Commit a move: the messages now in page ``page_count`` leave the inline array.
 
     Conditional on ``version``: only the mover whose view is current commits, so the
     page it wrote holds exactly the messages it removes. No ``last_change``: nothing
     changed for a reader, and watchers skip an update that raises ``page_count``.
+
+    Args:
+        paged_blobs: The thread's ``paged_blobs`` after the move; None leaves it as it
+            is.
+        new_field: ``paged_blobs`` is not in the document yet: its bytes are counted.
     """
     update: Update = {
         "$pull": {"messages": {"id": {"$in": list(message_ids)}}},
         "$inc": {"version": 1, PAGE_COUNT: 1, PAGED_COUNT: len(message_ids), "size_bytes": -moved},
         "$set": {"updated": now},
     }
+    if paged_blobs is not None:
+        update["$set"][PAGED_BLOBS] = paged_blobs
+        if new_field:
+            update["$inc"]["size_bytes"] += fields_size({PAGED_BLOBS: paged_blobs})
     return at_version(thread_id, version), update
 
 
