@@ -165,14 +165,29 @@ class LoopClients:
         if self._home is loop and self.owned:
             self._home = _RETIRED
 
-    def home_loop(self) -> Loop | None:
-        """The loop the template serves, if it serves one."""
+    def take_for_closing(self, loop: Loop | None, *, template: bool) -> list[Client]:
+        """Return the clients to close on ``loop`` (the running one): its copy, and
+        with ``template`` the template unless it serves another loop that is still open
+        (whose keeper closes it). Neither is closed with its loop afterwards."""
+        taken: list[Client] = []
+        if loop is not None and loop in self.copies.values:
+            copy = self.copies.values[loop]
+            self.copies.forget(loop)
+            _discard(loop, copy)
+            taken.append(copy)
         home = self._home
-        return home if isinstance(home, asyncio.AbstractEventLoop) else None
-
-    def retire(self) -> None:
-        """The template was closed: no loop may use it any more."""
+        given = self.template()
+        if not template or home is _RETIRED or given is None:
+            return taken
+        if isinstance(home, asyncio.AbstractEventLoop) and home is not loop:
+            if not home.is_closed():
+                return taken
+            _discard(home, given)  # closed with its loop unshut: dropped
+        else:
+            _discard(loop, given)
+            taken.append(given)
         self._home = _RETIRED
+        return taken
 
 
 _RETIRED = object()
@@ -279,6 +294,12 @@ def keeper_of(loop: Loop) -> _Keeper:
         return keeper
 
 
+def _discard(loop: Loop | None, client: Client) -> None:
+    keeper = _keepers.get(loop) if loop is not None else None
+    if keeper is not None:
+        keeper.discard(client)
+
+
 def _drop_closed_loops() -> None:
     for keeper in [k for k in _keepers.values() if k.loop.is_closed()]:
         keeper.drop()
@@ -344,25 +365,12 @@ async def close(client: Client, *, template: bool) -> None:
         client: A client the stores were built on.
         template: Whether to close ``client`` too (the library made it).
     """
-    loop = running_loop()
-    to_close: list[Client] = []
     with _lock:
         clients = _families.get(id(client))
         if clients is not None and clients.template() is client:
-            if loop is not None and loop in clients.copies.values:
-                copy = clients.copies.values[loop]
-                clients.copies.forget(loop)
-                _keepers[loop].discard(copy)
-                to_close.append(copy)
-            home = clients.home_loop()
-            if template and (home is None or home is loop or home.is_closed()):
-                clients.retire()
-                if home is not None and home in _keepers:
-                    _keepers[home].discard(client)
-                if home is None or home is loop:
-                    to_close.append(client)
-        elif template:
-            to_close.append(client)
+            to_close = clients.take_for_closing(running_loop(), template=template)
+        else:
+            to_close = [client] if template else []
     for each in to_close:
         await each.close()
 
