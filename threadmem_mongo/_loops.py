@@ -289,7 +289,7 @@ def keeper_of(loop: Loop) -> _Keeper:
     with _lock:
         keeper = _keepers.get(loop)
         if keeper is None:
-            _drop_closed_loops()
+            drop_closed_loops()
             keeper = _keepers[loop] = _Keeper(loop)
         return keeper
 
@@ -300,7 +300,8 @@ def _discard(loop: Loop | None, client: Client) -> None:
         keeper.discard(client)
 
 
-def _drop_closed_loops() -> None:
+def drop_closed_loops() -> None:
+    """Forget the loops closed without ``shutdown_asyncgens()``, dropping their clients."""
     for keeper in [k for k in _keepers.values() if k.loop.is_closed()]:
         keeper.drop()
 
