@@ -18,8 +18,7 @@ import textwrap
 import threading
 import uuid
 import warnings
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +36,8 @@ pytestmark = pytest.mark.wire
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = 3
 POSTS = 4
+#: A guard only: threads that pass finish in well under a second.
+THREAD_TIMEOUT = 120.0
 
 Document = dict[str, Any]
 T = TypeVar("T")
@@ -112,17 +113,31 @@ def run_released(work: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-def run_in_threads(work: Any, count: int = THREADS) -> list[Any]:
-    """Run ``work(index)`` in ``count`` threads at once; return the results, raising the
-    first error."""
+def run_in_threads(work: Callable[[int], T], count: int = THREADS) -> list[T]:
+    """Run ``work(index)`` in ``count`` threads started together; return the results,
+    raising the first error. A thread still running after ``THREAD_TIMEOUT`` (stuck on
+    a client of another loop, say) fails the test rather than hanging it."""
     barrier = threading.Barrier(count)
+    results: dict[int, T] = {}
+    errors: list[BaseException] = []
 
-    def started_together(index: int) -> Any:
-        barrier.wait()
-        return work(index)
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = work(index)
+        except BaseException as exc:
+            errors.append(exc)
 
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(started_together, range(count)))
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(THREAD_TIMEOUT)
+    if errors:
+        raise errors[0]
+    stuck = sum(thread.is_alive() for thread in threads)
+    assert not stuck, f"{stuck} of {count} threads still running after {THREAD_TIMEOUT} s"
+    return [results[index] for index in range(count)]
 
 
 # -- one loop after another ----------------------------------------------------------------

@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-import threading
 import uuid
 import warnings
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from agents import RunConfig, Runner
@@ -28,6 +26,7 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.memory import Memory
 from test_adk import ScriptedModel as AdkScriptedModel
 from test_adk import get_weather as adk_weather_tool
+from test_event_loops import THREADS, run_in_threads
 from test_openai_agents import ScriptedModel, script, weather_agent
 
 import threadmem_mongo.aio
@@ -38,7 +37,7 @@ from threadmem_mongo.integrations.openai_agents import ThreadMemSession
 
 pytestmark = pytest.mark.wire
 
-THREADS = 3
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -49,22 +48,10 @@ def default_async_store(wire_uri: str) -> Iterator[None]:
     _config.reset()
 
 
-def in_threads(work: Any, count: int = THREADS) -> list[Any]:
-    """Run ``work(index)`` in ``count`` threads started together; raise the first error."""
-    barrier = threading.Barrier(count)
-
-    def together(index: int) -> Any:
-        barrier.wait()
-        return work(index)
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(together, range(count)))
-
-
-def in_a_thread(work: Any) -> Any:
+def in_a_thread(work: Callable[[], T]) -> T:
     """Run ``work()`` in a new thread (no event loop set); return what it returns."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(work).result()
+    (result,) = run_in_threads(lambda _: work(), 1)
+    return result
 
 
 # -- the Agents SDK: Runner.run_sync ---------------------------------------------------------
@@ -92,7 +79,7 @@ def test_runner_run_sync_in_threads_each_with_its_own_loop() -> None:
             close_this_threads_loop()
         return str(result.final_output)
 
-    assert in_threads(work) == ["It is sunny in Paris."] * THREADS
+    assert run_in_threads(work) == ["It is sunny in Paris."] * THREADS
 
     async def stored(index: int) -> list[Any]:
         return await ThreadMemSession(f"run-sync-{index}").get_items()
@@ -181,7 +168,7 @@ def test_adk_appends_from_loops_in_threads_at_once_all_land() -> None:
 
     for index in range(THREADS):
         asyncio.run(create(index))
-    in_threads(append)
+    run_in_threads(append)
 
     async def texts(index: int) -> list[str]:
         session = await service.get_session(app_name="app", user_id="u", session_id=f"s{index}")
