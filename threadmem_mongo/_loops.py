@@ -60,9 +60,9 @@ _families: dict[int, LoopClients] = {}
 _ACLOSE_TYPE_NAME = "async_generator_athrow"
 
 
-def running_loop() -> Loop | None:
-    """Return the event loop running in this thread, or None (a C call: cheap)."""
-    return asyncio._get_running_loop()
+#: The event loop running in this thread, or None: asyncio's C function, called as it is
+#: on the hot path of every collection call.
+running_loop: Callable[[], Loop | None] = asyncio._get_running_loop
 
 
 def bound_loop(client: Client) -> Loop | None:
