@@ -299,13 +299,16 @@ def test_aio_close_closes_the_copy_made_for_its_loop_not_your_client(
         home.run(client.close())
 
 
-def test_a_loop_still_used_after_shutdown_asyncgens_gets_a_new_client(
+def test_a_loop_used_after_each_shutdown_asyncgens_gets_a_client_closed_by_the_next(
     wire_uri: str, database: str
 ) -> None:
     """The Agents SDK's ``run_sync`` shuts down a loop's async generators after each run
-    and keeps the loop: the default store's client was closed with the first shutdown,
-    so the next run gets another, closed by ``aio.close()`` on that loop."""
+    and keeps the loop for the next: each run gets a client, closed when it ends."""
     threadmem_mongo.aio.configure(uri=wire_uri, database=database)
+    # pymongo's own operations start async generators, and asyncio warns about those on
+    # a loop past shutdown_asyncgens, as about the library's keeper. (pytest restores
+    # the filters after the test.)
+    warnings.filterwarnings("ignore", "asynchronous generator", ResourceWarning)
 
     def client_in_use() -> Any:
         return threadmem_mongo._config.async_default_store().collection.database.client
@@ -313,27 +316,25 @@ def test_a_loop_still_used_after_shutdown_asyncgens_gets_a_new_client(
     async def first() -> tuple[str, Any]:
         return await create_and_post("first"), client_in_use()
 
-    async def again(thread_id: str) -> tuple[list[str], Any]:
-        return await post_and_read(thread_id, ["second"]), client_in_use()
+    async def again(thread_id: str, text: str) -> tuple[list[str], Any]:
+        return await post_and_read(thread_id, [text]), client_in_use()
 
     async def ping(client: Any) -> None:
         await client.admin.command("ping")
 
     loop = asyncio.new_event_loop()
     try:
-        thread_id, used_first = loop.run_until_complete(first())
+        thread_id, used = loop.run_until_complete(first())
+        clients = [used]
         loop.run_until_complete(loop.shutdown_asyncgens())
-        # pymongo's own operations start async generators, and asyncio warns about those
-        # on a loop past shutdown_asyncgens, whatever client they use. (pytest restores
-        # the filters after the test.)
-        warnings.filterwarnings("ignore", "asynchronous generator", ResourceWarning)
-        assert _loops.shut_down(loop)
-        assert loop not in _loops._keepers
-        texts, used_again = loop.run_until_complete(again(thread_id))
-        assert texts == ["first", "second"]
-        assert used_again is not used_first
-        loop.run_until_complete(threadmem_mongo.aio.close())
-        for closed in (used_first, used_again):
+        for text in ("second", "third"):
+            texts, used = loop.run_until_complete(again(thread_id, text))
+            assert texts[-1] == text
+            clients.append(used)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            assert loop not in _loops._keepers
+        assert len({id(client) for client in clients}) == 3
+        for closed in clients:
             with pytest.raises(InvalidOperation):
                 loop.run_until_complete(ping(closed))
     finally:
@@ -403,16 +404,6 @@ def test_pymongo_still_copies_a_client_with_its_arguments(wire_uri: str) -> None
     assert copy.codec_options.tz_aware
     assert copy.options.event_listeners == client.options.event_listeners
     assert copy.topology_description.topology_type == client.topology_description.topology_type
-
-
-def test_asyncio_still_records_shutdown_asyncgens() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        assert not _loops.shut_down(loop)
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        assert _loops.shut_down(loop)
-    finally:
-        loop.close()
 
 
 # -- a script's stderr -----------------------------------------------------------------------

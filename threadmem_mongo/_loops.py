@@ -10,7 +10,7 @@ per call), so every collection call picks its pymongo collection here, through
   to none, the first loop that asks for it.
 - Every other loop gets a copy of that client, made on the loop's first call with the
   same constructor arguments, and shared by every store on the same client.
-- For each loop it serves, the library keeps a *keeper*: an async generator started on
+- For each loop it holds something for, the library keeps a *keeper*: an async generator started on
   that loop, which the loop's ``shutdown_asyncgens()`` closes (``asyncio.run`` and
   ``asyncio.Runner`` call it before they close the loop). Closing it closes the copies
   made for the loop, and the default store's own client if that served the loop, then
@@ -21,9 +21,11 @@ per call), so every collection call picks its pymongo collection here, through
 Loops that skip ``shutdown_asyncgens()``:
 
 - A loop that is still used after it (the Agents SDK's ``Runner.run_sync`` calls it
-  after each run and keeps the loop): its next call gets a new client, which cannot be
-  handed to a keeper any more (asyncio warns about generators started after the
-  shutdown); it is closed at exit, on the loop, if the loop is then open and idle.
+  after each run and keeps the loop): its next call gets a new client and a new keeper,
+  closed by the loop's next ``shutdown_asyncgens()``. asyncio warns (``ResourceWarning``)
+  about async generators started on such a loop, pymongo's own and the keeper; where a
+  warnings filter makes that an error, the keeper is not registered and its clients
+  are closed at exit, on the loop, if the loop is then open and idle.
 - A loop closed without it (LlamaIndex's helper for sync calls made inside async code
   does this): nothing can run on it any more, so its client cannot be closed. The
   library drops it when it next sets up a loop, or at exit. pymongo's background tasks
@@ -73,15 +75,6 @@ def bound_loop(client: Client) -> Loop | None:
     """
     loop = client.__dict__.get("_loop")
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
-
-
-def shut_down(loop: Loop) -> bool:
-    """Return whether ``loop.shutdown_asyncgens()`` has run on ``loop``.
-
-    asyncio records it in the private ``_asyncgens_shutdown_called``; a test fails when
-    that changes. A loop without it counts as not shut down.
-    """
-    return bool(getattr(loop, "_asyncgens_shutdown_called", False))
 
 
 class _Forgets(Protocol):
@@ -197,8 +190,7 @@ class _Keeper:
     """What the library holds for one event loop, released when the loop shuts down.
 
     Its async generator is started on the loop, which registers it with the loop's
-    ``shutdown_asyncgens()``; closing it there closes ``clients``. A loop past its
-    shutdown already gets a keeper without a generator (see the module docstring).
+    ``shutdown_asyncgens()``; closing it there closes the clients made for the loop.
     """
 
     def __init__(self, loop: Loop) -> None:
@@ -206,13 +198,19 @@ class _Keeper:
         self._users: weakref.WeakSet[_Forgets] = weakref.WeakSet()
         self._clients: list[Client] = []
         self._generator: AsyncGenerator[None, None] | None = None
-        if not shut_down(loop):
-            self._generator = self._until_shutdown()
-            # The first step runs the loop's first-iteration hook, which registers the
-            # generator; it then stops at the yield without awaiting anything.
-            step = self._generator.asend(None)
+        generator = self._until_shutdown()
+        try:
+            # Its first step runs the loop's first-iteration hook, which registers it.
+            step = generator.asend(None)
+        except ResourceWarning:
+            # On a loop past shutdown_asyncgens() the hook warns, and a warnings filter
+            # made that an error: unregistered, this keeper's clients close at exit.
             with contextlib.suppress(StopIteration):
-                step.send(None)
+                generator.aclose().send(None)
+            return
+        with contextlib.suppress(StopIteration):
+            step.send(None)  # it stops at the yield, awaiting nothing
+        self._generator = generator
 
     def remember(self, user: _Forgets) -> None:
         """Have ``user`` forget this loop when it shuts down."""

@@ -97,24 +97,24 @@ def test_runner_run_sync_turns_on_one_thread_read_back_on_another() -> None:
     warnings.filterwarnings("ignore", "asynchronous generator", ResourceWarning)
     model = ScriptedModel(script())
 
-    def two_turns() -> tuple[list[str], asyncio.AbstractEventLoop]:
+    def two_turns() -> list[str]:
         session = ThreadMemSession("run-sync-turns")
         agent = weather_agent(model)
-        outputs = [
-            str(Runner.run_sync(agent, text, session=session, run_config=CONFIG).final_output)
-            for text in ("Weather in Paris?", "What did I ask?")
-        ]
-        return outputs, asyncio.get_event_loop_policy().get_event_loop()
+        try:
+            return [
+                str(Runner.run_sync(agent, text, session=session, run_config=CONFIG).final_output)
+                for text in ("Weather in Paris?", "What did I ask?")
+            ]
+        finally:
+            # run_sync closed what the library made for the loop; nothing is left.
+            assert asyncio.get_event_loop_policy().get_event_loop() not in _loops._keepers
+            close_this_threads_loop()
 
-    outputs, loop = in_a_thread(two_turns)
-    assert outputs == ["It is sunny in Paris.", "You asked about Paris."]
+    assert in_a_thread(two_turns) == ["It is sunny in Paris.", "You asked about Paris."]
     items = in_a_thread(lambda: asyncio.run(ThreadMemSession("run-sync-turns").get_items()))
     assert len(items) == 6  # two questions, a tool call, its output, two answers
     # The second turn was sent the first turn's history.
     assert "sunny in Paris" in str(model.inputs[-1])
-    # What an app would do before it ends the loop run_sync left open.
-    loop.run_until_complete(threadmem_mongo.aio.close())
-    loop.close()
 
 
 # -- ADK: the sync Runner.run ------------------------------------------------------------------
