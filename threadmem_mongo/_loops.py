@@ -321,8 +321,7 @@ def collections(collection: object) -> PerLoop[AsyncCollection[Document]] | None
     On a loop its client does not serve, it is the same collection (database, name and
     options) of that loop's copy of the client.
     """
-    database = getattr(collection, "database", None)
-    client = getattr(database, "client", None)
+    client = getattr(getattr(collection, "database", None), "client", None)
     if not isinstance(client, AsyncMongoClient) or not isinstance(collection, AsyncCollection):
         return None
     clients = family(client)
