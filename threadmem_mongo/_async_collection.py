@@ -12,6 +12,10 @@ streams are opened on ``raw`` by ``threadmem_mongo._async_changes``, which must 
 resumable error from a final one before translating it with the same
 ``_driver.translated``.
 
+In the async twin, ``raw`` is the collection of the running event loop: pymongo binds a
+client to one loop, so on any other loop the same collection of a copy of the client is
+used (``threadmem_mongo._loops`` makes the copies and closes them with their loop).
+
 This file is the source of both twins: ``tools/synchro.py`` turns it into the
 synchronous ``_collection.py``. Edit this file, then run ``python tools/synchro.py``.
 """
@@ -27,6 +31,11 @@ from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, Upd
 
 from threadmem_mongo._capabilities import builds_index_models
 from threadmem_mongo._driver import translated_errors
+
+# synchro: begin async-only
+from threadmem_mongo._loops import collections, running_loop
+
+# synchro: end async-only
 
 Document = dict[str, Any]
 Keep = tuple[type[BaseException], ...]
@@ -56,23 +65,41 @@ class AsyncGuardedCollection:
     """
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
-        self.raw = collection
+        self._given = collection
         # ``_capabilities`` looks through adapters by this name.
         self.__wrapped__ = collection
+        # synchro: begin async-only
+        self._on_loops = collections(collection)
+        # synchro: end async-only
+
+    @property
+    def raw(self) -> AsyncCollection[Document]:
+        """The pymongo collection the calls go to."""
+        # synchro: begin async-only
+        # The one given, or, on an event loop its client does not serve, the same
+        # collection of that loop's copy of the client.
+        on_loops = self._on_loops
+        if on_loops is not None:
+            loop = running_loop()
+            if loop is not None:
+                found = on_loops.values.get(loop)
+                return found if found is not None else on_loops.add(loop)
+        # synchro: end async-only
+        return self._given
 
     @property
     def name(self) -> str:
         """The collection's name."""
-        return self.raw.name
+        return self._given.name
 
     @property
     def full_name(self) -> str:
         """``database.collection``."""
-        return self.raw.full_name
+        return self._given.full_name
 
     def sibling(self, name: str) -> AsyncGuardedCollection:
         """Return the collection ``name`` of the same database, guarded too."""
-        return AsyncGuardedCollection(self.raw.database[name])
+        return AsyncGuardedCollection(self._given.database[name])
 
     # -- reads -------------------------------------------------------------------------
 

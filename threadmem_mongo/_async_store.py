@@ -31,6 +31,11 @@ from threadmem_mongo._capabilities import (
 from threadmem_mongo._driver import translated
 from threadmem_mongo._images import DEFAULT_BLOB_THRESHOLD
 from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
+
+# synchro: begin async-only
+from threadmem_mongo._loops import PerLoop
+
+# synchro: end async-only
 from threadmem_mongo._models import RoleMessage
 from threadmem_mongo.errors import (
     ConfigurationError,
@@ -143,13 +148,19 @@ class AsyncThreadStore:
         self._images = AsyncImageStore(self._blobs, self._collection, self._pages, image_threshold)
         self._indexes_ready = False
         self._index_lock = asyncio.Lock()
+        # synchro: begin async-only
+        # An asyncio lock serves one event loop only, and this store may be used from
+        # several at once: each gets a lock of its own.
+        self._index_locks = PerLoop(lambda loop: asyncio.Lock())
+        # synchro: end async-only
         # Whether the server keeps message ids unique across threads (decided by
         # ensure_indexes); until then, ids are checked by a read.
         self._unique_ids = False
 
     @property
     def collection(self) -> AsyncCollection[Document]:
-        """The collection this store owns."""
+        """The collection this store owns (in the async API, as seen from the running
+        event loop: see ``threadmem_mongo.aio``)."""
         return self._collection.raw
 
     @property
@@ -185,7 +196,11 @@ class AsyncThreadStore:
         """
         if self._indexes_ready:
             return
-        async with self._index_lock:
+        lock = self._index_lock
+        # synchro: begin async-only
+        lock = self._index_locks.get(asyncio.get_running_loop())
+        # synchro: end async-only
+        async with lock:
             if self._indexes_ready:
                 return
             ttl_name, ttl_keys = TTL_INDEX

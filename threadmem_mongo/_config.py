@@ -17,7 +17,7 @@ from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.uri_parser import parse_uri
 
-from threadmem_mongo import _embedded, _pages
+from threadmem_mongo import _embedded, _loops, _pages
 from threadmem_mongo._async_store import AsyncThreadStore
 from threadmem_mongo._document import COLLECTION_NAME
 from threadmem_mongo._driver import TIMEOUT_ENV
@@ -108,8 +108,9 @@ def _limit_options(limits: _pages.Limits | None) -> dict[str, Any]:
 def reset() -> None:
     """Forget both configurations; close a sync client the library created.
 
-    An async client the library created is dropped without closing, since closing it
-    needs the event loop it runs on; call ``await threadmem_mongo.aio.close()`` first.
+    An async client the library created is not closed here, since closing it needs the
+    event loop it runs on: it is closed when that loop shuts down, or by
+    ``await threadmem_mongo.aio.close()`` on it.
     """
     global _default, _async_default
     with _lock:
@@ -224,6 +225,7 @@ def _build_async_default() -> AsyncThreadStore:
         client = AsyncMongoClient(
             uri, **timeout_options(uri, _timeout(_async_settings)), connect=False
         )
+        _loops.own(client)
         _async_settings["owned_client"] = client
     database = (
         _async_settings.get("database")
@@ -238,19 +240,27 @@ def _build_async_default() -> AsyncThreadStore:
 
 
 async def close_async() -> None:
-    """Close the async client the library created, if any.
+    """Close the async clients the library created for the default store on this event
+    loop.
 
-    Exported as ``threadmem_mongo.aio.close``. A client you passed to ``aio.configure``
-    is not closed. The next use of the default store builds a new one.
+    Exported as ``threadmem_mongo.aio.close``. That is the client it built from the
+    configured URI (unless it serves another event loop that is still open), and the
+    copies made for this loop of that client or of a client you passed to
+    ``aio.configure``, which itself is not closed. Copies made for other loops are
+    closed when those loops shut down. The next use of the default store builds a new
+    one.
     """
     global _async_default
     owned = _async_settings.pop("owned_client", None)
     retired = _async_settings.pop("retired_clients", [])
+    given = _async_settings.get("client")
     _async_settings.pop("embedded", None)
     _async_default = None
     for client in [*retired, owned]:
         if client is not None:
-            await client.close()
+            await _loops.close(client, template=True)
+    if given is not None:
+        await _loops.close(given, template=False)
 
 
 def default_store() -> ThreadStore:

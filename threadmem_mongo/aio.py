@@ -15,8 +15,12 @@ await thread.post(role="user", msg="Hey there!")
 Where the two differ: a thread is created with ``await AsyncRoleThread.create(...)``
 (the constructor cannot write, and raises ``TypeError``); ``watch`` and ``watch_all``
 are read with ``async for``; ``RoleMessage.find`` is ``AsyncRoleThread.find_messages``;
-and ``configure`` does not take ``mongomock://``. Call ``await close()`` before the
-event loop ends to close the client the library created.
+and ``configure`` does not take ``mongomock://``.
+
+Any event loop and any thread may use it. pymongo binds a client to one loop, so every
+other loop gets a copy of the client, closed when that loop shuts down its async
+generators (``asyncio.run`` and ``asyncio.Runner`` do). ``await close()`` closes the
+library's clients of the loop it runs on.
 """
 
 from threadmem_mongo._async_store import AsyncThreadStore

@@ -374,8 +374,10 @@ class ThreadMemSessionService(BaseSessionService):
                 f"store must be an AsyncThreadStore or None, got {type(store).__name__}"
             )
         self._store = store
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._waiting: dict[str, int] = {}
+        # By event loop too: an asyncio lock serves one loop, and ADK's sync Runner.run
+        # runs each call on a loop of its own, in a thread of its own.
+        self._locks: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = {}
+        self._waiting: dict[tuple[asyncio.AbstractEventLoop, str], int] = {}
 
     # -- ids -------------------------------------------------------------------------------
 
@@ -676,9 +678,10 @@ class ThreadMemSessionService(BaseSessionService):
         parts = _split_state("event.actions.state_delta", delta)
         thread_id = self.thread_id(session.app_name, session.user_id, session.id)
         message = _event_to_message(thread_id, event)
-        # Appends of one process to one session take turns, so tasks sharing a session
+        # Appends of one event loop to one session take turns, so tasks sharing a session
         # object (parallel agents of one invocation) each see the version the previous
-        # one left, instead of failing as stale.
+        # one left, instead of failing as stale. Other loops and processes append
+        # unordered: a stale one fails as stale.
         async with self._turn(thread_id):
             return await self._append(session, event, parts, thread_id, message)
 
@@ -742,18 +745,19 @@ class ThreadMemSessionService(BaseSessionService):
 
     @contextlib.asynccontextmanager
     async def _turn(self, thread_id: str) -> AsyncIterator[None]:
-        lock = self._locks.get(thread_id)
+        key = (asyncio.get_running_loop(), thread_id)
+        lock = self._locks.get(key)
         if lock is None:
-            lock = self._locks[thread_id] = asyncio.Lock()
-        self._waiting[thread_id] = self._waiting.get(thread_id, 0) + 1
+            lock = self._locks[key] = asyncio.Lock()
+        self._waiting[key] = self._waiting.get(key, 0) + 1
         try:
             async with lock:
                 yield
         finally:
-            self._waiting[thread_id] -= 1
-            if not self._waiting[thread_id]:
-                del self._waiting[thread_id]
-                del self._locks[thread_id]
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
+                del self._locks[key]
 
     async def _is_current(self, session: Session, thread: AsyncRoleThread) -> bool:
         """Whether ``session`` holds the stored session's latest revision."""
