@@ -514,3 +514,15 @@ def test_delete_reads_the_pages_of_a_thread_paged_before_paged_blobs_and_release
     thread.delete()
     assert database["threadmem_images.files"].count_documents({}) == 0
     assert small.pages.collection.count_documents({"thread_id": thread.id}) == 0
+
+
+def test_find_loads_paged_messages_as_get_does(small: ThreadStore) -> None:
+    thread = long_thread(small, 12)
+    long_thread(small, 3)
+    found = RoleThread.find(owner_id="owner", store=small)
+    assert len(found) == 2
+    assert texts(found[0]) == [f"m{i}" for i in range(12)]
+    assert found[0].to_openai() == thread.to_openai()
+    assert texts(RoleThread.find(id=thread.id, last=8, store=small)[0]) == [
+        f"m{i}" for i in range(4, 12)
+    ]

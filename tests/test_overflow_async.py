@@ -454,3 +454,23 @@ async def test_threads_written_by_one_api_continue_through_the_other(
     doc = assert_layout(sync_small, thread.id, names(20))
     assert doc["version"] == 20 + doc["page_count"] == thread.version
     assert await texts(thread) == names(20)
+
+
+async def test_find_loads_paged_messages_as_get_does(small: AsyncThreadStore) -> None:
+    thread = await long_thread(small, 12)
+    other = await long_thread(small, 3)
+    found = await AsyncRoleThread.find(owner_id="owner", store=small)
+    assert [t.id for t in found] == [thread.id, other.id]
+    assert await texts(found[0]) == names(12)
+    assert found[0].message_count == 12
+    assert await found[0].to_openai() == await thread.to_openai()
+    for last, expected in ((8, names(12)[-8:]), (2, names(12)[-2:]), (0, [])):
+        window = await AsyncRoleThread.find(id=thread.id, last=last, store=small)
+        assert await texts(window[0]) == expected
+    # The object found can be posted to and edited like one from get().
+    await found[0].post("user", "m12")
+    await found[0].update_message((await found[0].messages())[0].id, text="first")
+    assert await texts(await AsyncRoleThread.get(thread.id, store=small)) == [
+        "first",
+        *names(13)[1:],
+    ]

@@ -278,17 +278,24 @@ class AsyncThreadStore:
             )
             if doc is None:
                 raise ThreadNotFoundError(thread_id)
-            inline = list(doc.get("messages") or [])
-            if not doc.get(_pages.PAGE_COUNT) or (last is not None and len(inline) >= last):
-                return doc
-            want = None if last is None else last - len(inline)
-            older = await self._pages.older_messages(doc, want=want)
-            if older is not None:
-                doc["messages"] = older + inline
+            if await self._with_paged(doc, last):
                 return doc
         raise StoreUnavailableError(
             f"thread {thread_id!r} kept changing while its pages were read; try again"
         )
+
+    async def _with_paged(self, doc: Document, last: int | None) -> bool:
+        """Put the paged messages a window of ``last`` (None: all) reaches in front of
+        the inline ones of ``doc``, as read; False if the thread changed meanwhile."""
+        inline = list(doc.get("messages") or [])
+        if not doc.get(_pages.PAGE_COUNT) or (last is not None and len(inline) >= last):
+            return True
+        want = None if last is None else last - len(inline)
+        older = await self._pages.older_messages(doc, want=want)
+        if older is None:
+            return False
+        doc["messages"] = older + inline
+        return True
 
     async def find(
         self,
@@ -314,15 +321,26 @@ class AsyncThreadStore:
 
         Returns:
             The thread documents, ordered by ``created`` (ties by ``_id``), oldest first
-                unless ``newest_first``.
+                unless ``newest_first``, each with its paged messages as ``load`` reads
+                them: all of them, or as many as ``last`` reaches. A thread deleted
+                while its pages were read is left out.
         """
         await self.ensure_indexes()
-        return await self._collection.find(
+        docs = await self._collection.find(
             query,
             _updates.window_projection(last),
             sort=_updates.creation_order(newest_first),
             limit=limit or 0,
         )
+        found = []
+        for doc in docs:
+            if not await self._with_paged(doc, last):
+                try:
+                    doc = await self.load(doc["_id"], last=last)
+                except ThreadNotFoundError:
+                    continue
+            found.append(doc)
+        return found
 
     async def history(self, thread_id: str, before: str | None, limit: int) -> list[Document]:
         """Return up to ``limit`` message subdocuments that come before message ``before``

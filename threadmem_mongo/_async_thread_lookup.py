@@ -106,7 +106,9 @@ class AsyncThreadLookup:
             limit: At most this many threads.
             newest_first: Newest first instead of oldest first.
             after: Continue a listing after the thread whose ``cursor`` this is.
-            last: Load only each thread's last ``last`` messages (0: none, for listings).
+            last: Load only each thread's last ``last`` messages (0: none, for listings);
+                None loads every message, those in overflow pages included, as ``get``
+                does.
             store: The store to search; the configured default if omitted.
             **filters: Any of ``id``, ``owner_id``, ``public``, ``name`` with a scalar value,
                 and ``metadata={key: scalar, ...}`` for threads whose metadata holds all of
