@@ -7,8 +7,12 @@ entry's id, its ``role`` and ``text`` are readable (``user``, ``assistant``, ``s
 ones go to GridFS), and its metadata holds the entry under the key ``pydantic_ai``:
 
 ```text
-{"parent_id": "<entry id or None>", "kind": "message", "message": "<ModelMessage as JSON>"}
+{"parent_id": "<entry id or None>", "kind": "message", "text": "<JSON Pointer>",
+ "message": "<ModelMessage as JSON>"}
 ```
+
+When a string of the message is exactly its readable text (a one-part message), the
+JSON keeps ``null`` there and ``text`` says where: the text is stored once.
 
 The JSON keeps the message whole, with each inline image replaced by its position among
 the message's images. The ``ConversationRecord`` lives in the thread's metadata, as JSON
@@ -56,6 +60,7 @@ from threadmem_mongo import (
     VersionConflictError,
 )
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
+from threadmem_mongo.integrations import _stored_items
 
 __all__ = ["ENTRY_KEY", "ThreadMemConversationStore", "entry_to_message", "message_to_entry"]
 
@@ -170,18 +175,18 @@ def entry_to_message(entry: ConversationEntry) -> RoleMessage:
         text = text.replace(_PLACEHOLDER, "<image >")
     elif not text:
         text = f"[{entry.message.kind}]"
+    stored: dict[str, Any] = {"parent_id": entry.parent_id, "kind": entry.kind}
+    # The text is stored once: as the message's text, which fills this place again.
+    pointer = _stored_items.take_text(data, text)
+    if pointer is not None:
+        stored["text"] = pointer
+    stored["message"] = json.dumps(data, separators=(",", ":"))
     return RoleMessage(
         id=entry.id,
         role=_role_of(entry.message),
         text=text,
         images=images,
-        metadata={
-            ENTRY_KEY: {
-                "parent_id": entry.parent_id,
-                "kind": entry.kind,
-                "message": json.dumps(data),
-            }
-        },
+        metadata={ENTRY_KEY: stored},
     )
 
 
@@ -201,6 +206,8 @@ def message_to_entry(message: RoleMessage) -> ConversationEntry:
     if not isinstance(stored, dict) or "message" not in stored:
         raise KeyError(message.id)
     data = json.loads(stored["message"])
+    if stored.get("text"):
+        _stored_items.put_text(data, stored["text"], message.text)
     _restore_images(data, message.images)
     return ConversationEntry(
         id=message.id,
