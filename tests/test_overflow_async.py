@@ -474,3 +474,33 @@ async def test_find_loads_paged_messages_as_get_does(small: AsyncThreadStore) ->
         "first",
         *names(13)[1:],
     ]
+
+
+async def test_append_if_room_lands_only_while_no_move_is_due(
+    small: AsyncThreadStore, async_raw: Raw
+) -> None:
+    thread = await long_thread(small, LIMIT - 1, metadata={"kind": "chat"})
+    message = RoleMessage(role="user", text="fits")
+    assert await small.append_if_room(thread.id, message, thread_metadata={"kind": "chat"})
+    doc = async_raw.find_one({"_id": thread.id})
+    assert doc is not None
+    assert [m["text"] for m in doc["messages"]] == [*names(LIMIT - 1), "fits"]
+    assert (doc["message_count"], doc["version"]) == (LIMIT, thread.version + 1)
+
+    # At the limit a move is due: nothing is written, and the caller loads the thread.
+    before = async_raw.find_one({"_id": thread.id})
+    image = big_image(1)
+    full = RoleMessage(role="user", text="no room", images=[image])
+    assert not await small.append_if_room(thread.id, full)
+    assert async_raw.find_one({"_id": thread.id}) == before
+    # Its image went to GridFS before the update, and was deleted again on the miss.
+    files = async_raw.database["threadmem_images.files"]
+    assert files.count_documents({}) == 0
+
+    other = await long_thread(small, 1, metadata={"kind": "other"})
+    assert not await small.append_if_room(
+        other.id, RoleMessage(role="user", text="x"), thread_metadata={"kind": "chat"}
+    )
+    assert not await small.append_if_room("no-such-thread", RoleMessage(role="user", text="x"))
+    assert async_raw.find_one({"_id": "no-such-thread"}) is None
+    assert [m["text"] for m in async_raw.find_one({"_id": other.id})["messages"]] == ["m0"]
