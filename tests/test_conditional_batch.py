@@ -41,7 +41,8 @@ def batch(*texts: str) -> list[RoleMessage]:
 def test_append_messages_update_is_pinned_to_the_version_and_names_the_batch() -> None:
     docs = [{"id": "m1", "text": "a"}, {"id": "m2", "text": "b"}]
     query, update = _updates.append_messages("t", 4, docs, 120, 9.0, {"metadata": {"k": 1}})
-    assert query == {"_id": "t", "version": 4}
+    # Pinned, and missing when an id is inline already.
+    assert query == {"_id": "t", "version": 4, "messages.id": {"$nin": ["m1", "m2"]}}
     assert update["$push"] == {"messages": {"$each": docs}}
     assert update["$inc"] == {"version": 1, "size_bytes": 120, "message_count": 2}
     assert update["$set"]["metadata"] == {"k": 1}
@@ -50,7 +51,8 @@ def test_append_messages_update_is_pinned_to_the_version_and_names_the_batch() -
         "ids": ["m1", "m2"],
         "version": 5,
     }
-    only_fields = _updates.append_messages("t", 4, [], 10, 9.0, {"metadata": None})[1]
+    only_query, only_fields = _updates.append_messages("t", 4, [], 10, 9.0, {"metadata": None})
+    assert only_query == {"_id": "t", "version": 4}
     assert "$push" not in only_fields
     assert "last_change" not in only_fields["$set"]
 

@@ -526,3 +526,23 @@ def test_find_loads_paged_messages_as_get_does(small: ThreadStore) -> None:
     assert texts(RoleThread.find(id=thread.id, last=8, store=small)[0]) == [
         f"m{i}" for i in range(4, 12)
     ]
+
+
+def test_extend_and_save_refuse_an_id_the_thread_holds_inline_or_paged_unloaded(
+    small: ThreadStore, raw: Any
+) -> None:
+    thread = long_thread(small, 12)
+    stored = thread.messages()
+    for last in (0, 2):
+        partial = RoleThread.get(thread.id, last=last, store=small)
+        for message in (stored[0], stored[-1]):
+            again = RoleMessage(role="user", text="again", id=message.id)
+            before = raw.find_one({"_id": thread.id})
+            with pytest.raises(InvalidInputError, match=r"already|the thread holds"):
+                partial.extend([again])
+            with pytest.raises(InvalidInputError, match=r"already|the thread holds"):
+                partial.save(append=again)
+            assert raw.find_one({"_id": thread.id}) == before
+    assert [m.id for m in RoleThread.get(thread.id, store=small).messages()] == [
+        m.id for m in stored
+    ]

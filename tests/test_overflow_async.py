@@ -504,3 +504,24 @@ async def test_append_if_room_lands_only_while_no_move_is_due(
     assert not await small.append_if_room("no-such-thread", RoleMessage(role="user", text="x"))
     assert async_raw.find_one({"_id": "no-such-thread"}) is None
     assert [m["text"] for m in async_raw.find_one({"_id": other.id})["messages"]] == ["m0"]
+
+
+async def test_extend_and_save_refuse_an_id_the_thread_holds_inline_or_paged_unloaded(
+    small: AsyncThreadStore, async_raw: Raw
+) -> None:
+    thread = await long_thread(small, 12)
+    stored = await thread.messages()
+    paged, inline = stored[0], stored[-1]
+    for last in (0, 2):
+        partial = await AsyncRoleThread.get(thread.id, last=last, store=small)
+        for message in (paged, inline):
+            again = RoleMessage(role="user", text="again", id=message.id)
+            before = async_raw.find_one({"_id": thread.id})
+            with pytest.raises(InvalidInputError, match=r"already|the thread holds"):
+                await partial.extend([again])
+            with pytest.raises(InvalidInputError, match=r"already|the thread holds"):
+                await partial.save(append=again)
+            assert async_raw.find_one({"_id": thread.id}) == before
+    whole = await AsyncRoleThread.get(thread.id, store=small)
+    assert [m.id for m in await whole.messages()] == [m.id for m in stored]
+    assert whole.message_count == 12

@@ -234,6 +234,16 @@ class AsyncPageStore:
         )
         return found is not None
 
+    async def thread_holds_message_ids(self, thread_id: str, message_ids: Iterable[str]) -> bool:
+        """Return whether a page of the thread itself holds one of ``message_ids``."""
+        ids = list(message_ids)
+        if not ids:
+            return False
+        found = await self._collection.find_one(
+            {"thread_id": thread_id, "messages.id": {"$in": ids}}, {"_id": 1}
+        )
+        return found is not None
+
     async def keep_until(self, thread_id: str, expires_at: datetime.datetime | None) -> None:
         """Make the thread's pages expire no earlier than ``expires_at`` (None: never)."""
         if expires_at is None:

@@ -605,8 +605,9 @@ class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, Asy
 
         Raises:
             InvalidInputError: A message is not a RoleMessage, belongs to another thread,
-                or repeats an id; or the metadata is not acceptable; or there is nothing
-                to write. Nothing was written.
+                or repeats an id (of another message of the batch, or of one the thread
+                holds, inline or in a page, loaded or not); or the metadata is not
+                acceptable; or there is nothing to write. Nothing was written.
             VersionConflictError: The thread changed since this object read it; nothing
                 was written.
             ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
@@ -636,7 +637,13 @@ class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, Asy
                 built = _updates.append_messages(
                     self.id, self.version, docs, size, time.time(), fields
                 )
-                await self._commit(built)
+                await self._commit(
+                    built,
+                    on_same_version=lambda: InvalidInputError(
+                        f"a message with one of the ids {[doc['id'] for doc in docs]!r} is "
+                        f"in thread {self.id!r} already; nothing was written"
+                    ),
+                )
                 self._state.messages.extend(stored)
                 self._state.message_count += len(stored)
                 if checked is not None:
@@ -801,7 +808,11 @@ class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, Asy
         if records and self._state.pending:
             await self._complete(self._state.pending)
         self._state.version = await self._store.update_at_version(
-            self.id, self.version, built, on_same_version=on_same_version
+            self.id,
+            self.version,
+            built,
+            on_same_version=on_same_version,
+            paged=self._state.page_count > 0,
         )
         self._state.updated = update["$set"]["updated"]
         self._state.size_bytes += grown

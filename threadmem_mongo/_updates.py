@@ -446,15 +446,17 @@ def append_messages(
     messages, so a watcher told only the whole new array knows how many were added.
     """
     docs = [dict(doc) for doc in message_docs]
+    query = at_version(thread_id, version)
     update = _stamp(now, size_delta=size_delta, count_delta=len(docs))
     if docs:
+        ids = [doc["id"] for doc in docs]
+        # A miss at the same version: one of the ids is inline already.
+        query["messages.id"] = {"$nin": ids}
         update["$push"] = {"messages": {"$each": docs}}
-        update["$set"]["last_change"] = _last_change(
-            "messages_added", [doc["id"] for doc in docs], version
-        )
+        update["$set"]["last_change"] = _last_change("messages_added", ids, version)
     if fields:
         update["$set"].update(fields)
-    return at_version(thread_id, version), update
+    return query, update
 
 
 def thread_search_filter(filters: Mapping[str, object]) -> Filter:
