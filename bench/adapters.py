@@ -256,8 +256,10 @@ def _measure(framework: Framework, uri: str, sizes: Sizes, run_venvs: bool) -> d
             reads = _paired(ours, peer, "read", reps, per_rep)
             traffic = {
                 name: {
+                    # The deletion last: it removes the session, and the next length
+                    # builds a new one.
                     what: driver.call({"op": "traffic", "what": what})
-                    for what in ("append", "read")
+                    for what in ("append", "read", "recent", "clear")
                 }
                 for name, driver in (("ours", ours), ("peer", peer))
             }
@@ -420,29 +422,26 @@ def _traffic_table(rows: list[dict[str, Any]]) -> list[str]:
     counted = [row for row in rows if "traffic" in row]
     if not counted:
         return []
+    operations = (("append", "Append"), ("recent", "Newest 20"), ("clear", "Clear"))
     cells = [
-        [
-            f"{row['length']:,}",
-            _traffic_cell(row["traffic"]["ours"].get("append")),
-            _traffic_cell(row["traffic"]["peer"].get("append")),
-            _traffic_cell(row["traffic"]["ours"].get("read")),
-            _traffic_cell(row["traffic"]["peer"].get("read")),
+        [f"{row['length']:,}"]
+        + [
+            _traffic_cell(row["traffic"][store].get(key))
+            for key, _ in operations
+            for store in ("ours", "peer")
         ]
         for row in counted
     ]
+    header = ["Items in session"] + [
+        f"{title}: {store}" for _, title in operations for store in ("ours", "peer")
+    ]
     return [
         "",
-        "Traffic of one more append and one more read (pymongo command monitoring: the "
-        "commands sent, and the bytes of their replies):",
+        "Traffic of one more append, a read of the newest 20 items (where the interface "
+        "can limit it: LangChain `history_size=20`, LlamaIndex `count_messages` then "
+        "`get_messages(offset=, limit=20)`; `MongoChatStore` has no limit and reads the "
+        "whole history) and the deletion of the session, each counted with pymongo "
+        "command monitoring: the commands sent, and the bytes of their replies.",
         "",
-        *table(
-            [
-                "Items in session",
-                "Append: ours",
-                "Append: peer",
-                "Read: ours",
-                "Read: peer",
-            ],
-            cells,
-        ),
+        *table(header, cells),
     ]

@@ -95,7 +95,7 @@ def test_adapter_section_pairs_ours_with_each_peer(smoke_run: tuple[Path, str]) 
             assert ours_items == peer_items, blocks[title]
         # Command monitoring of one more append and read of each store.
         traffic = re.findall(
-            r"^\| (10|100) \|((?: \d+ \([a-zA-Z, ]*\), [\d,.]+ KB \|){4})$",
+            r"^\| (10|100) \|((?: \d+ \([a-zA-Z, ]*\), [\d,.]+ KB \|){6})$",
             blocks[title],
             re.MULTILINE,
         )

@@ -12,9 +12,10 @@ the server; each later line is one command, answered with one JSON line once don
 * ``{"op": "append_floor", "count": n}`` (threadmem-mongo cases only): n appends
   alternating with n raw pymongo ``$push``es of the same stored message into a copy of
   the session's thread (same collection indexes, same length); answers both means.
-* ``{"op": "traffic", "what": "append" | "read"}``: one more append or read, untimed,
-  with what it sent counted by pymongo command monitoring: the commands' names and the
-  bytes of their replies.
+* ``{"op": "traffic", "what": "append" | "read" | "recent" | "clear"}``: one more
+  append, read, read of the newest 20 or (last) deletion of the session, untimed, with
+  what it sent counted by pymongo command monitoring: the commands' names and the bytes
+  of their replies.
 * ``{"op": "about"}``: the versions of the store's package and of pymongo.
 
 The timing happens here, in the store's own process, so the pipe costs nothing. The
@@ -94,6 +95,15 @@ class Case:
 
     async def read(self) -> int:
         """Run the case's read; return how many items it gave."""
+        raise NotImplementedError
+
+    async def recent(self) -> int:
+        """Read the newest ``RECENT`` items, as the interface allows (the case's read
+        where that is what it reads already); return how many it gave."""
+        return await self.read()
+
+    async def clear(self) -> None:
+        """Delete the session, items and all."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -180,6 +190,9 @@ class AgentsCase(Case):
     async def read(self) -> int:
         return len(await self.session.get_items(limit=RECENT))
 
+    async def clear(self) -> None:
+        await self.session.clear_session()
+
     async def close(self) -> None:
         await self.client.close()
 
@@ -240,7 +253,7 @@ class LangChainCase(Case):
 
         return (HumanMessage if index % 2 == 0 else AIMessage)(content=self.text)
 
-    def make_history(self, session_id: str) -> Any:
+    def make_history(self, session_id: str, history_size: int | None = None) -> Any:
         raise NotImplementedError
 
     async def prefill(self, length: int) -> None:
@@ -253,6 +266,12 @@ class LangChainCase(Case):
 
     async def read(self) -> int:
         return len(self.history.messages)
+
+    async def recent(self) -> int:
+        return len(self.make_history(self.history.session_id, RECENT).messages)
+
+    async def clear(self) -> None:
+        self.history.clear()
 
     async def close(self) -> None:
         self.client.close()
@@ -271,14 +290,14 @@ class OursLangChain(LangChainCase, Ours):
         self.store = ThreadStore(self.client[self.database][self.collection])
         self.store.ensure_indexes()
 
-    def make_history(self, session_id: str) -> Any:
+    def make_history(self, session_id: str, history_size: int | None = None) -> Any:
         from threadmem_mongo.integrations.langchain import ThreadMemChatMessageHistory
 
-        return ThreadMemChatMessageHistory(session_id, store=self.store)
+        return ThreadMemChatMessageHistory(session_id, store=self.store, history_size=history_size)
 
 
 class PeerLangChain(LangChainCase):
-    def make_history(self, session_id: str) -> Any:
+    def make_history(self, session_id: str, history_size: int | None = None) -> Any:
         from langchain_mongodb.chat_message_histories import MongoDBChatMessageHistory
 
         return MongoDBChatMessageHistory(
@@ -287,6 +306,7 @@ class PeerLangChain(LangChainCase):
             database_name=self.database,
             collection_name=self.collection,
             client=self.client,
+            history_size=history_size,
         )
 
 
@@ -333,6 +353,16 @@ class OursLlama(LlamaCase, Ours):
     async def read(self) -> int:
         return len(await self.chat_store.get_messages(self.key))
 
+    async def recent(self) -> int:
+        count = await self.chat_store.count_messages(self.key)
+        found = await self.chat_store.get_messages(
+            self.key, offset=max(0, count - RECENT), limit=RECENT
+        )
+        return len(found)
+
+    async def clear(self) -> None:
+        await self.chat_store.delete_messages(self.key)
+
     async def close(self) -> None:
         await self.client.close()
 
@@ -367,6 +397,9 @@ class PeerLlama(LlamaCase):
 
     async def read(self) -> int:
         return len(await self.chat_store.aget_messages(self.key))
+
+    async def clear(self) -> None:
+        await self.chat_store.adelete_messages(self.key)
 
     async def close(self) -> None:
         self.client.close()
@@ -422,6 +455,9 @@ class AdkCase(Case):
             app_name=self.app, user_id=self.user, session_id=self.sid, config=self.config(RECENT)
         )
         return len(session.events)
+
+    async def clear(self) -> None:
+        await self.service.delete_session(app_name=self.app, user_id=self.user, session_id=self.sid)
 
 
 class OursAdk(AdkCase, Ours):
@@ -564,6 +600,9 @@ class PydanticCase(Case):
         loaded = await self.store.load(self.conversation_id, limit=RECENT)
         return len(loaded.messages)
 
+    async def clear(self) -> None:
+        await self.store.delete(self.conversation_id)
+
 
 class OursPydantic(PydanticCase, Ours):
     package = "threadmem-mongo"
@@ -663,7 +702,13 @@ async def _answer(case: Case, lines: Any, floor: Floor | None) -> None:
             mean, items = await _timed_mean(case.read, command["count"])
             answer = {"mean": mean, "items": items}
         elif op == "traffic":
-            call = {"append": case.append, "read": case.read}[command["what"]]
+            calls = {
+                "append": case.append,
+                "read": case.read,
+                "recent": case.recent,
+                "clear": case.clear,
+            }
+            call = calls[command["what"]]
             COUNTER.reset()
             await call()
             answer = {"commands": COUNTER.commands, "reply_bytes": COUNTER.reply_bytes}
