@@ -546,3 +546,16 @@ def test_extend_and_save_refuse_an_id_the_thread_holds_inline_or_paged_unloaded(
     assert [m.id for m in RoleThread.get(thread.id, store=small).messages()] == [
         m.id for m in stored
     ]
+
+
+def test_a_retried_add_msg_whose_message_moved_to_a_page_stores_nothing(
+    small: ThreadStore, raw: Any
+) -> None:
+    thread = long_thread(small, 12)
+    landed = thread.messages()[0]  # in a page by now
+    before = raw.find_one({"_id": thread.id})
+    thread.add_msg(landed)
+    assert raw.find_one({"_id": thread.id}) == before
+    assert [m.text for m in RoleThread.get(thread.id, store=small).messages()] == [
+        f"m{i}" for i in range(12)
+    ]

@@ -525,3 +525,46 @@ async def test_extend_and_save_refuse_an_id_the_thread_holds_inline_or_paged_unl
     whole = await AsyncRoleThread.get(thread.id, store=small)
     assert [m.id for m in await whole.messages()] == [m.id for m in stored]
     assert whole.message_count == 12
+
+
+
+async def test_a_retried_add_msg_whose_message_moved_to_a_page_stores_nothing(
+    small: AsyncThreadStore, async_raw: Raw
+) -> None:
+    thread = await long_thread(small, 12)
+    landed = (await thread.messages())[0]  # in a page by now
+    assert async_raw.find_one({"_id": thread.id, "messages.id": landed.id}) is None
+    before = async_raw.find_one({"_id": thread.id})
+    await thread.add_msg(landed)  # the documented retry of a post that landed
+    assert async_raw.find_one({"_id": thread.id}) == before
+    whole = await AsyncRoleThread.get(thread.id, store=small)
+    assert [m.text for m in await whole.messages()] == names(12)
+    assert whole.message_count == 12
+
+
+async def test_a_retried_add_msg_racing_a_move_of_its_message_stores_nothing(
+    small: AsyncThreadStore, async_raw: Raw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thread = await long_thread(small, LIMIT)  # at the limit: the next post moves
+    landed = (await thread.messages())[0]
+    other = await AsyncRoleThread.get(thread.id, store=small)
+    real = small._commutative_update
+    raced: list[int] = []
+
+    async def move_first(*args: Any, **kwargs: Any) -> Any:
+        # Another writer's post moves the oldest messages, the retried one among
+        # them, between the retry's look at the pages and its append.
+        if not raced:
+            raced.append(1)
+            await other.post("user", "mover")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(small, "_commutative_update", move_first)
+    await thread.add_msg(landed)
+    assert raced
+    doc = async_raw.find_one({"_id": thread.id})
+    assert doc is not None
+    assert doc["page_count"] == 1
+    whole = await AsyncRoleThread.get(thread.id, store=small)
+    assert [m.text for m in await whole.messages()] == [*names(LIMIT), "mover"]
+    assert whole.message_count == LIMIT + 1

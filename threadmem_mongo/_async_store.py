@@ -560,6 +560,13 @@ class AsyncThreadStore:
         if not new_id:
             await self._check_ids_elsewhere(thread_id, [message_doc["id"]], in_pages=True)
         built = _updates.append_message(thread_id, message_doc, size, now)
+        if not new_id:
+            # A retried message may have moved to one of this thread's pages since it
+            # landed: look there, and land only if no move happened since looking.
+            guard = await self._unpaged_guard(thread_id, message_doc["id"])
+            if guard is None:
+                return False, False
+            built[0].update(guard)
         appended, in_sequence = await self._commutative_update(thread_id, built, known_version)
         for _ in range(APPEND_ATTEMPTS):
             if appended:
@@ -574,13 +581,35 @@ class AsyncThreadStore:
             current = int(status.get("size_bytes", 0))
             if current + size > DOCUMENT_BUDGET_BYTES:
                 raise ThreadTooLargeError(thread_id, current + size, DOCUMENT_BUDGET_BYTES)
+            if not new_id:
+                guard = await self._unpaged_guard(thread_id, message_doc["id"])
+                if guard is None:
+                    return False, False
+                built[0].update(guard)
             # It fits and is not there: the thread changed between the filter and this
-            # read (deleted and made again under the same id, or emptied): send it again.
+            # read (deleted and made again under the same id, emptied, or a move since
+            # the guard): send it again.
             result = await self._collection.update_one(*built)
             appended, in_sequence = bool(result.matched_count), False
         raise StoreUnavailableError(
             f"thread {thread_id!r} kept changing under an append; try again"
         )
+
+    async def _unpaged_guard(self, thread_id: str, message_id: str) -> dict[str, Any] | None:
+        """None if a page of the thread holds ``message_id`` (it landed, then moved);
+        else the filter entries that keep an append of it from landing after a move
+        made since this look (a move raises ``page_count``).
+
+        Raises:
+            ThreadNotFoundError: No such thread.
+        """
+        status = await self._collection.find_one(_updates.by_id(thread_id), {_pages.PAGE_COUNT: 1})
+        if status is None:
+            raise ThreadNotFoundError(thread_id)
+        pages = int(status.get(_pages.PAGE_COUNT) or 0)
+        if pages and await self._pages.thread_holds_message_ids(thread_id, [message_id]):
+            return None
+        return _updates.page_count_is(pages)
 
     async def append_if_room(
         self,

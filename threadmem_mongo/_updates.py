@@ -297,6 +297,14 @@ def append_message_with_room(
     return query, update
 
 
+def page_count_is(pages: int) -> Filter:
+    """Filter entries matching a thread that still has ``pages`` counted pages (no move
+    since: every move raises ``page_count``)."""
+    if pages:
+        return {PAGE_COUNT: pages}
+    return {PAGE_COUNT: {"$in": [0, None]}}
+
+
 def pinned(query: Mapping[str, Any], version: int) -> Filter:
     """``query``, matching only while the thread is still at ``version``."""
     return {**query, "version": version}
