@@ -398,3 +398,59 @@ def test_calls_on_a_server_that_died_raise_store_unavailable_bounded_by_the_time
     # Each of those calls gave up on the bound the timeout set, not on a driver default.
     options = threadmem_mongo._config.default_store().collection.database.client.options
     assert options.server_selection_timeout == options.timeout == 0.5
+
+
+# -- server errors in the step after a write that landed ----------------------------------------
+
+#: The server's own error for an interrupted operation: not a network error, so no retry.
+INTERRUPTED = {"errorCode": 11601}
+
+
+def test_a_post_whose_move_fails_with_a_server_error_returns_and_stores_once(
+    store: ThreadStore, arm: Arm
+) -> None:
+    small = ThreadStore(store.collection, max_inline_messages=4)
+    thread = RoleThread(store=small)
+    for i in range(4):
+        thread.post("user", f"m{i}")
+    # The post's update lands; the move's page write after it fails.
+    arm({"skip": 1}, {"failCommands": ["update", "insert"], **INTERRUPTED})
+    posted = thread.post("user", "m4")
+    assert posted.text == "m4"
+    texts = [f"m{i}" for i in range(5)]
+    assert [m.text for m in thread.messages()] == texts
+    fresh = RoleThread.get(thread.id, store=small)
+    assert ([m.text for m in fresh.messages()], fresh.message_count) == (texts, 5)
+    arm("off", {})
+    thread.post("user", "m5")  # the next post past the limit moves
+    assert store.collection.find_one({"_id": thread.id})["page_count"] >= 1
+    assert [m.text for m in RoleThread.get(thread.id, store=small).messages()] == [
+        *texts,
+        "m5",
+    ]
+
+
+def test_a_paged_delete_whose_page_update_fails_with_a_server_error_returns_and_is_completed(
+    store: ThreadStore, arm: Arm
+) -> None:
+    small = ThreadStore(store.collection, max_inline_messages=4)
+    thread = RoleThread(store=small)
+    for i in range(10):
+        thread.post("user", f"m{i}")
+    paged = thread.messages()[0]
+    # The thread's update (the deletion, recorded as pending) lands; the page's fails.
+    arm({"skip": 1, "times": 1}, {"failCommands": ["update"], **INTERRUPTED})
+    thread.delete_message(paged.id)
+    left = [f"m{i}" for i in range(1, 10)]
+    assert ([m.text for m in thread.messages()], thread.message_count) == (left, 9)
+    doc = store.collection.find_one({"_id": thread.id})
+    assert doc["pending"]  # readers apply it until a writer completes it
+    fresh = RoleThread.get(thread.id, store=small)
+    assert ([m.text for m in fresh.messages()], fresh.message_count) == (left, 9)
+    arm("off", {})
+    fresh.update_message(fresh.messages()[0].id, text="edited")  # completes the record
+    assert not store.collection.find_one({"_id": thread.id}).get("pending")
+    assert [m.text for m in RoleThread.get(thread.id, store=small).messages()] == [
+        "edited",
+        *left[1:],
+    ]

@@ -41,6 +41,7 @@ from threadmem_mongo._state import appended_batch, apply_catch_up, check_expiry,
 from threadmem_mongo.errors import (
     InvalidInputError,
     StoreUnavailableError,
+    ThreadMemError,
     ThreadNotFoundError,
     ThreadTooLargeError,
     VersionConflictError,
@@ -479,7 +480,9 @@ class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, Asy
         for _ in range(MOVES_PER_WRITE):
             try:
                 moved = await self._store.move_overflow(self.id)
-            except (StoreUnavailableError, ThreadNotFoundError):
+            except ThreadMemError:
+                # Any failure of the move (unreachable server, an error the server
+                # reported, the thread gone): the write before it stands.
                 return
             if moved is None:
                 return
@@ -502,7 +505,7 @@ class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, Asy
         try:
             if not await self._catch_up():
                 await self._reload()
-        except StoreUnavailableError:
+        except ThreadMemError:
             self._stale = True
 
     async def _catch_up(self) -> bool:
@@ -818,7 +821,9 @@ class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, Asy
         self._state.size_bytes += grown
         self._state.last_change_bytes = last_change_bytes
         if records:
-            with contextlib.suppress(StoreUnavailableError):
+            # The change landed: if its pages cannot be brought up to date now, its
+            # records stay pending (readers apply them) and are completed later.
+            with contextlib.suppress(ThreadMemError):
                 await self._complete(records)
 
     async def _complete(self, records: list[dict[str, Any]]) -> None:
