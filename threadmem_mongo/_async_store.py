@@ -793,7 +793,6 @@ class AsyncThreadStore:
         built: tuple[Mapping[str, Any], Mapping[str, Any]],
         *,
         on_same_version: Callable[[], Exception] | None = None,
-        paged: bool = False,
     ) -> int:
         """Apply a conditional update built by ``threadmem_mongo._updates``.
 
@@ -806,9 +805,6 @@ class AsyncThreadStore:
             built: The ``(filter, update)`` pair.
             on_same_version: Builds the error to raise when the thread is still at
                 ``version`` but the filter missed (a part the filter requires is gone).
-            paged: The thread had overflow pages at ``version``: ids the update appends
-                are looked for in them too (a move since then fails the version pin, so
-                an id cannot slip from inline to a page in between).
 
         Returns:
             The new version, ``version + 1``.
@@ -817,17 +813,12 @@ class AsyncThreadStore:
             ThreadNotFoundError: No such thread.
             VersionConflictError: The thread is no longer at ``version``.
             InvalidInputError: The update appends a message whose id another thread
-                holds, or (with ``paged``) one of this thread's pages; nothing was written.
+                holds; nothing was written.
         """
         await self.ensure_indexes()
         query, update = built
         pushed = _updates.pushed_message_ids(update)
         await self._check_ids_elsewhere(thread_id, pushed)
-        if paged and await self._pages.thread_holds_message_ids(thread_id, pushed):
-            raise InvalidInputError(
-                f"a message with one of the ids {pushed!r} is in thread {thread_id!r} "
-                "already (in an overflow page); nothing was written"
-            )
         try:
             result = await self._collection.update_one(
                 query, dict(update), keep=(DuplicateKeyError,)

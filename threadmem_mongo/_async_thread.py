@@ -609,8 +609,8 @@ class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, Asy
         Raises:
             InvalidInputError: A message is not a RoleMessage, belongs to another thread,
                 or repeats an id (of another message of the batch, or of one the thread
-                holds, inline or in a page, loaded or not); or the metadata is not
-                acceptable; or there is nothing to write. Nothing was written.
+                holds inline, loaded or not); or the metadata is not acceptable; or
+                there is nothing to write. Nothing was written.
             VersionConflictError: The thread changed since this object read it; nothing
                 was written.
             ThreadTooLargeError: The thread would exceed MongoDB's document size limit.
@@ -811,11 +811,7 @@ class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, Asy
         if records and self._state.pending:
             await self._complete(self._state.pending)
         self._state.version = await self._store.update_at_version(
-            self.id,
-            self.version,
-            built,
-            on_same_version=on_same_version,
-            paged=self._state.page_count > 0,
+            self.id, self.version, built, on_same_version=on_same_version
         )
         self._state.updated = update["$set"]["updated"]
         self._state.size_bytes += grown
