@@ -293,8 +293,15 @@ def append_message_with_room(
         # Index max_messages - 1 absent: at most max_messages - 1 inline before the push.
         query[f"messages.{limits.max_messages - 1}"] = {"$exists": False}
     for key, value in (thread_metadata or {}).items():
-        query[f"metadata.{key}"] = {"$eq": value}
+        query[f"metadata.{_path_key(key)}"] = {"$eq": value}
     return query, update
+
+
+def _path_key(key: str) -> str:
+    """``key``, if it can stand in a field path as itself (no ``$``, no ``.``)."""
+    if not key or key.startswith("$") or "." in key:
+        raise InvalidInputError(f"invalid metadata path key {key!r}")
+    return key
 
 
 def page_count_is(pages: int) -> Filter:
@@ -658,10 +665,7 @@ def metadata_match(path: Sequence[str], value: object, default: object) -> dict[
     ``path`` is the caller's constant (keys without ``$`` or ``.``); the values are
     ``$literal``s, never evaluated.
     """
-    for key in path:
-        if not key or key.startswith("$") or "." in key:
-            raise InvalidInputError(f"invalid metadata path key {key!r}")
-    field = "$$this.metadata." + ".".join(path)
+    field = "$$this.metadata." + ".".join(_path_key(key) for key in path)
     return {"$eq": [{"$ifNull": [field, literal(default)]}, literal(value)]}
 
 
