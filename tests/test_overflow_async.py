@@ -567,3 +567,27 @@ async def test_a_retried_add_msg_racing_a_move_of_its_message_stores_nothing(
     whole = await AsyncRoleThread.get(thread.id, store=small)
     assert [m.text for m in await whole.messages()] == [*names(LIMIT), "mover"]
     assert whole.message_count == LIMIT + 1
+
+
+async def test_a_message_search_racing_a_move_returns_each_message_once(
+    small: AsyncThreadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thread = await long_thread(small, LIMIT)  # at the limit: the next post moves
+    oldest = (await thread.messages())[0]
+    other = await AsyncRoleThread.get(thread.id, store=small)
+    real = small.pages.find_messages
+    moved: list[int] = []
+
+    async def move_first(*args: Any, **kwargs: Any) -> Any:
+        # A post moves the oldest messages to a page after the search read them inline.
+        if not moved:
+            moved.append(1)
+            await other.post("user", "mover")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(small.pages, "find_messages", move_first)
+    found = await AsyncRoleThread.find_messages(thread_id=thread.id, store=small)
+    assert moved
+    assert [m.text for m in found] == names(LIMIT)
+    by_id = await AsyncRoleThread.find_messages(id=oldest.id, store=small)
+    assert [m.id for m in by_id] == [oldest.id]

@@ -1184,7 +1184,16 @@ class AsyncThreadStore:
                     (float(doc["created"]), doc["_id"], hit["n"], hit["index"], current[0])
                 )
         merged.sort(key=lambda item: item[:4])
-        return [{"_id": thread_id, "messages": message} for _, thread_id, _, _, message in merged]
+        # A move that committed between the inline and the paged read shows its
+        # messages in both: ids are unique in a thread, so keep the first, the paged one.
+        seen: set[tuple[str, str]] = set()
+        results = []
+        for _, thread_id, _, _, message in merged:
+            key = (thread_id, str(message.get("id")))
+            if key not in seen:
+                seen.add(key)
+                results.append({"_id": thread_id, "messages": message})
+        return results
 
     # -- change streams ----------------------------------------------------------------
 
