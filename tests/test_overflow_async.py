@@ -591,3 +591,23 @@ async def test_a_message_search_racing_a_move_returns_each_message_once(
     assert [m.text for m in found] == names(LIMIT)
     by_id = await AsyncRoleThread.find_messages(id=oldest.id, store=small)
     assert [m.id for m in by_id] == [oldest.id]
+
+
+async def test_a_read_racing_a_delete_raises_not_found_rather_than_a_thread_with_a_gap(
+    small: AsyncThreadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thread = await long_thread(small, 12)
+    real = small.pages.committed
+    deleted: list[int] = []
+
+    async def delete_first(*args: Any, **kwargs: Any) -> Any:
+        # The thread and its pages are deleted after the reader read the thread.
+        if not deleted:
+            deleted.append(1)
+            await small.delete(thread.id)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(small.pages, "committed", delete_first)
+    with pytest.raises(ThreadNotFoundError):
+        await AsyncRoleThread.get(thread.id, store=small)
+    assert deleted

@@ -305,7 +305,8 @@ class AsyncPageStore:
     ) -> list[Document] | None:
         """Return the newest ``want`` (all, if None) messages of the committed pages
         numbered below ``below``, oldest first, with pending changes applied; None if a
-        page changed after ``doc`` was read (read again)."""
+        page changed after ``doc`` was read, or a page it counts is missing (the thread
+        was deleted meanwhile): read again, never a thread with a gap."""
         version = int(doc.get("version", 0))
         pending = list(doc.get(_pages.PENDING) or [])
         collected: list[list[Document]] = []
@@ -316,9 +317,9 @@ class AsyncPageStore:
             batch = None if want is None else (want - count) // self._limits.page_size() + 1
             pages = await self.committed(doc["_id"], upto, newest_first=True, limit=batch)
             if not pages:
-                break
-            for page in pages:
-                if int(page.get("version", 0)) > version:
+                return None
+            for expected, page in enumerate(pages, start=1):
+                if int(page["n"]) != upto - expected or int(page.get("version", 0)) > version:
                     return None
                 messages = _pages.apply_pending(
                     list(page.get("messages") or []), pending, page["n"]
