@@ -611,3 +611,32 @@ async def test_a_read_racing_a_delete_raises_not_found_rather_than_a_thread_with
     with pytest.raises(ThreadNotFoundError):
         await AsyncRoleThread.get(thread.id, store=small)
     assert deleted
+
+
+async def test_a_sweep_while_a_move_is_paused_between_page_and_commit_loses_nothing(
+    small: AsyncThreadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thread = await long_thread(small, LIMIT)  # at the limit: the next post moves
+    real = small.pages.write
+    swept: list[int] = []
+
+    async def sweep_after_writing(page: Any) -> Any:
+        written = await real(page)
+        if not swept:
+            # The mover pauses here, past any cutoff: the sweep finds its page
+            # uncounted and older than the cutoff.
+            swept.append(1)
+            await small.sweep_blobs(older_than=datetime.timedelta(0))
+        return written
+
+    monkeypatch.setattr(small.pages, "write", sweep_after_writing)
+    await thread.post("user", "mover")
+    assert swept
+    whole = await AsyncRoleThread.get(thread.id, store=small)
+    assert [m.text for m in await whole.messages()] == [*names(LIMIT), "mover"]
+    assert whole.message_count == LIMIT + 1
+    # Every page the thread counts exists, and nothing is left uncounted.
+    doc = await small.collection.find_one({"_id": thread.id})
+    assert doc is not None
+    pages = await small.pages.collection.find({"thread_id": thread.id}).to_list()
+    assert sorted(page["n"] for page in pages) == list(range(int(doc.get("page_count", 0))))

@@ -291,7 +291,7 @@ class AsyncPageStore:
         """Delete the thread's pages numbered ``page_count`` or more (no thread document
         counts them) that were written before ``cutoff``."""
         await self._collection.delete_many(
-            {"thread_id": thread_id, "n": {"$gte": page_count}, "written_at": {"$lt": cutoff}}
+            _pages.uncounted_pages_filter(thread_id, page_count, cutoff)
         )
 
     async def thread_ids(self) -> list[str]:
@@ -410,8 +410,30 @@ class AsyncPageStore:
 
     async def sweep(self, cutoff: datetime.datetime) -> None:
         """Delete pages written before ``cutoff`` that no thread counts: those of
-        deleted or expired threads, of moves and creations that did not finish."""
+        deleted or expired threads, of moves and creations that did not finish.
+
+        A page no thread counts may be one a move has written and is about to commit
+        (its writer paused, or its clock behind). So before deleting the uncounted pages
+        of a thread that exists, the sweep raises the thread's version: a move commits
+        only at the version it read before writing its page, so none of the pages
+        written so far can be counted any more, and only those are deleted (a move
+        started since writes its page from the new version, and keeps it).
+        """
         for thread_id in await self.thread_ids():
-            doc = await self._threads.find_one(_updates.by_id(thread_id), {_pages.PAGE_COUNT: 1})
-            page_count = 0 if doc is None else int(doc.get(_pages.PAGE_COUNT, 0))
-            await self.delete_uncounted(thread_id, page_count, cutoff)
+            doc = await self._threads.find_one(
+                _updates.by_id(thread_id), {_pages.PAGE_COUNT: 1, "version": 1}
+            )
+            if doc is None:
+                await self.delete_uncounted(thread_id, 0, cutoff)
+                continue
+            page_count = int(doc.get(_pages.PAGE_COUNT, 0))
+            uncounted = _pages.uncounted_pages_filter(thread_id, page_count, cutoff)
+            if await self._collection.find_one(uncounted, {"_id": 1}) is None:
+                continue
+            version = int(doc["version"])
+            fenced = await self._threads.update_one(
+                *_updates.fence_moves(thread_id, version, time.time())
+            )
+            if fenced.matched_count:
+                # Pages from views up to ``version``: their moves can no longer commit.
+                await self._collection.delete_many({**uncounted, "version": {"$lte": version}})

@@ -1338,7 +1338,12 @@ class AsyncThreadStore:
         ``older_than``; their ids are returned with the others. A mark left on a held
         image by a release that stopped half-way is cleared. Run it now and then (for
         example daily); ``older_than`` should be well above the time a post takes, so an
-        image whose message is still being written is not taken.
+        image whose message is still being written is not taken. Pages of a thread that
+        exists are safe at any ``older_than``: before deleting its uncounted pages, the
+        sweep raises its version, so a move that wrote one of them can no longer commit
+        it (it writes its page again from the new version). The first pages of a thread
+        being created are written before its document, and are kept only while younger
+        than ``older_than``.
 
         Args:
             older_than: Only images uploaded at least this long ago are considered.

@@ -152,6 +152,12 @@ def page_write_filter(thread_id: str, n: int, version: int) -> Document:
     return {"_id": page_id(thread_id, n), "version": {"$lte": version}}
 
 
+def uncounted_pages_filter(thread_id: str, page_count: int, cutoff: datetime.datetime) -> Document:
+    """Filter of a thread's pages numbered ``page_count`` or more (its document does not
+    count them) written before ``cutoff``."""
+    return {"thread_id": thread_id, "n": {"$gte": page_count}, "written_at": {"$lt": cutoff}}
+
+
 def committed_pages_filter(thread_id: str, page_count: int) -> Document:
     """Filter of the pages a thread's document counts."""
     return {"thread_id": thread_id, "n": {"$lt": page_count}}

@@ -587,6 +587,13 @@ def move_to_page(
     return at_version(thread_id, version), update
 
 
+def fence_moves(thread_id: str, version: int, now: float) -> tuple[Filter, Update]:
+    """Raise the version of a thread still at ``version``, changing nothing else, so no
+    move that read the thread at ``version`` or before can commit (a sweep's fence
+    before it deletes pages no thread counts)."""
+    return at_version(thread_id, version), _stamp(now)
+
+
 def change_paged_messages(
     thread_id: str,
     version: int,
