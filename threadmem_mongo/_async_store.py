@@ -560,13 +560,8 @@ class AsyncThreadStore:
         if not new_id:
             await self._check_ids_elsewhere(thread_id, [message_doc["id"]], in_pages=True)
         built = _updates.append_message(thread_id, message_doc, size, now)
-        if not new_id:
-            # A retried message may have moved to one of this thread's pages since it
-            # landed: look there, and land only if no move happened since looking.
-            guard = await self._unpaged_guard(thread_id, message_doc["id"])
-            if guard is None:
-                return False, False
-            built[0].update(guard)
+        if not new_id and not await self._guard_from_moves(thread_id, built[0], message_doc):
+            return False, False
         appended, in_sequence = await self._commutative_update(thread_id, built, known_version)
         for _ in range(APPEND_ATTEMPTS):
             if appended:
@@ -581,11 +576,8 @@ class AsyncThreadStore:
             current = int(status.get("size_bytes", 0))
             if current + size > DOCUMENT_BUDGET_BYTES:
                 raise ThreadTooLargeError(thread_id, current + size, DOCUMENT_BUDGET_BYTES)
-            if not new_id:
-                guard = await self._unpaged_guard(thread_id, message_doc["id"])
-                if guard is None:
-                    return False, False
-                built[0].update(guard)
+            if not new_id and not await self._guard_from_moves(thread_id, built[0], message_doc):
+                return False, False
             # It fits and is not there: the thread changed between the filter and this
             # read (deleted and made again under the same id, emptied, or a move since
             # the guard): send it again.
@@ -595,10 +587,18 @@ class AsyncThreadStore:
             f"thread {thread_id!r} kept changing under an append; try again"
         )
 
-    async def _unpaged_guard(self, thread_id: str, message_id: str) -> dict[str, Any] | None:
-        """None if a page of the thread holds ``message_id`` (it landed, then moved);
-        else the filter entries that keep an append of it from landing after a move
-        made since this look (a move raises ``page_count``).
+    async def _guard_from_moves(
+        self, thread_id: str, query: dict[str, Any], message_doc: Mapping[str, Any]
+    ) -> bool:
+        """Make an append of a message that may have landed before safe from moves.
+
+        A retried message may have moved to one of this thread's pages since it
+        landed, out of the append filter's sight: look there, and add to ``query`` that
+        the thread still has the pages seen, so that a move made since (which raises
+        ``page_count``) makes the append miss, and the caller look again.
+
+        Returns:
+            False if a page of the thread holds the message (it landed): do not append.
 
         Raises:
             ThreadNotFoundError: No such thread.
@@ -607,9 +607,10 @@ class AsyncThreadStore:
         if status is None:
             raise ThreadNotFoundError(thread_id)
         pages = int(status.get(_pages.PAGE_COUNT) or 0)
-        if pages and await self._pages.thread_holds_message_ids(thread_id, [message_id]):
-            return None
-        return _updates.page_count_is(pages)
+        if pages and await self._pages.thread_holds_message_ids(thread_id, [message_doc["id"]]):
+            return False
+        query.update(_updates.page_count_is(pages))
+        return True
 
     async def append_if_room(
         self,
