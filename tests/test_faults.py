@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure
 from servers import SecantusServer
@@ -33,6 +33,7 @@ from threadmem_mongo import (
     StoreUnavailableError,
     ThreadStore,
 )
+from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
 
 pytestmark = pytest.mark.wire
 
@@ -454,3 +455,27 @@ def test_a_paged_delete_whose_page_update_fails_with_a_server_error_returns_and_
         "edited",
         *left[1:],
     ]
+
+
+@pytest.mark.asyncio
+async def test_async_a_post_whose_move_fails_with_a_server_error_returns_and_stores_once(
+    wire_uri: str, wire_client: MongoClient[Document], app_name: str, arm: Arm
+) -> None:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        wire_uri, appname=app_name, serverSelectionTimeoutMS=5000
+    )
+    database = f"tm_test_{uuid.uuid4().hex}"
+    try:
+        small = AsyncThreadStore(client[database]["threads"], max_inline_messages=4)
+        thread = await AsyncRoleThread.create(store=small)
+        for i in range(4):
+            await thread.post("user", f"m{i}")
+        arm({"skip": 1}, {"failCommands": ["update", "insert"], **INTERRUPTED})
+        await thread.post("user", "m4")
+        texts = [f"m{i}" for i in range(5)]
+        assert [m.text for m in await thread.messages()] == texts
+        fresh = await AsyncRoleThread.get(thread.id, store=small)
+        assert ([m.text for m in await fresh.messages()], fresh.message_count) == (texts, 5)
+    finally:
+        await client.close()
+        wire_client.drop_database(database)
