@@ -24,6 +24,7 @@ from threadmem_mongo import (
     RoleThread,
     ThreadNotFoundError,
     ThreadStore,
+    ThreadTooLargeError,
     V1RoleMessage,
     V1RoleThread,
     VersionConflictError,
@@ -640,3 +641,19 @@ async def test_a_sweep_while_a_move_is_paused_between_page_and_commit_loses_noth
     assert doc is not None
     pages = await small.pages.collection.find({"thread_id": thread.id}).to_list()
     assert sorted(page["n"] for page in pages) == list(range(int(doc.get("page_count", 0))))
+
+
+async def test_a_large_post_that_fits_only_without_the_inline_ones_moves_them_first(
+    async_store: AsyncThreadStore,
+) -> None:
+    nine_mib = "x" * (9 * 1024 * 1024)
+    thread = await AsyncRoleThread.create(store=async_store)
+    await thread.post("user", nine_mib)
+    await thread.post("user", nine_mib + "y")  # past 16 MB beside the first
+    whole = await AsyncRoleThread.get(thread.id, store=async_store)
+    assert [len(m.text) for m in await whole.messages()] == [len(nine_mib), len(nine_mib) + 1]
+    assert whole.message_count == 2
+    assert [len(m.text) for m in await thread.messages()] == [len(nine_mib), len(nine_mib) + 1]
+    with pytest.raises(ThreadTooLargeError):
+        await thread.post("user", "z" * (17 * 1024 * 1024))  # alone past the limit
+    assert (await AsyncRoleThread.get(thread.id, store=async_store)).message_count == 2

@@ -24,6 +24,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from threadmem_mongo import _pages, _updates
 from threadmem_mongo._async_collection import AsyncGuardedCollection
 from threadmem_mongo._driver import translated
+from threadmem_mongo._limits import DOCUMENT_BUDGET_BYTES
 
 Document = dict[str, Any]
 
@@ -346,10 +347,11 @@ class AsyncPageStore:
                 return int(holder["n"]), message
         return None
 
-    async def move(self, thread_id: str) -> Document | None:
+    async def move(self, thread_id: str, *, room: int = 0) -> Document | None:
         """Move the thread's oldest inline messages to a new page, if it is over the
-        limits; see ``AsyncThreadStore.move_overflow``."""
-        size = self._limits.page_size()
+        limits; see ``AsyncThreadStore.move_overflow``. With ``room``, move every inline
+        message if one more of ``room`` bytes would not fit (``make_room``)."""
+        size = _updates.MAX_SLICE if room else self._limits.page_size()
         for _ in range(MOVE_ATTEMPTS):
             head = await self._threads.find_one(
                 _updates.by_id(thread_id), _pages.head_projection(size)
@@ -357,10 +359,17 @@ class AsyncPageStore:
             if head is None:
                 return None
             inline = int(head.get("message_count", 0)) - int(head.get(_pages.PAGED_COUNT, 0))
-            if not self._limits.needs_move(inline, int(head.get("size_bytes", 0))):
+            if room:
+                if int(head.get("size_bytes", 0)) + room <= DOCUMENT_BUDGET_BYTES:
+                    return None
+                # The next message becomes the newest inline one.
+                moving = list(head.get("messages") or [])[:inline]
+            elif not self._limits.needs_move(inline, int(head.get("size_bytes", 0))):
                 return None
-            # At least one message stays inline: the newest is what catch-ups look for.
-            moving = list(head.get("messages") or [])[: max(0, inline - 1)]
+            else:
+                # At least one message stays inline: the newest is what catch-ups
+                # look for.
+                moving = list(head.get("messages") or [])[: max(0, inline - 1)]
             if not moving:
                 return None
             version = int(head["version"])

@@ -1032,6 +1032,27 @@ class AsyncThreadStore:
 
     # -- overflow pages -----------------------------------------------------------------
 
+    async def make_room(self, thread_id: str, size: int) -> bool:
+        """Move every inline message to a page, so that one more of ``size`` bytes fits.
+
+        Low-level: ``AsyncRoleThread`` calls it when a post would take the thread
+        document past MongoDB's limit although the message alone fits: a few large
+        messages are a long thread in bytes. The move follows the same protocol as
+        ``move_overflow``.
+
+        Args:
+            thread_id: The thread.
+            size: The bytes the next message needs.
+
+        Returns:
+            Whether a move committed (False: overflow pages are off, nothing was inline,
+                or another writer changed the thread first).
+        """
+        if not self._limits.enabled:
+            return False
+        await self.ensure_indexes()
+        return await self._pages.move(thread_id, room=size) is not None
+
     async def move_overflow(self, thread_id: str) -> Document | None:
         """Move the thread's oldest inline messages to a new page, if it is over the limits.
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import copy
 import datetime
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -424,16 +425,27 @@ class AsyncRoleThread(AsyncThreadEdits, AsyncThreadLookup, AsyncThreadWatch, Asy
         size = _document.element_size(doc)
         async with self._lock:
             now = time.time()
+            send = functools.partial(
+                self._store.append,
+                self.id,
+                doc,
+                size,
+                now,
+                self._state.version,
+                self._state.size_bytes,
+                new_id=new_id,
+            )
             try:
-                appended, in_sequence = await self._store.append(
-                    self.id,
-                    doc,
-                    size,
-                    now,
-                    self._state.version,
-                    self._state.size_bytes,
-                    new_id=new_id,
-                )
+                try:
+                    appended, in_sequence = await send()
+                except ThreadTooLargeError:
+                    # The message fits, but not beside the inline ones (a few large
+                    # messages): move those to a page if that makes room, and send again.
+                    if size > DOCUMENT_BUDGET_BYTES or not await self._store.make_room(
+                        self.id, size
+                    ):
+                        raise
+                    appended, in_sequence = await send()
             except StoreUnavailableError as exc:
                 # The append may have landed: keep the blobs, and hand the message back
                 # for a retry, which lands once.
