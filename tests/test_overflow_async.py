@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -58,6 +59,33 @@ def small(async_store: AsyncThreadStore) -> AsyncThreadStore:
 def sync_small(async_raw: Raw) -> ThreadStore:
     """The same collection through the sync API, with the same limits."""
     return ThreadStore(async_raw, max_inline_messages=LIMIT)
+
+
+def interleave(
+    monkeypatch: pytest.MonkeyPatch,
+    owner: object,
+    name: str,
+    action: Callable[[], Awaitable[Any]],
+    *,
+    after: bool = False,
+) -> list[int]:
+    """Run ``action`` once, as another writer would: just before (or just after) the
+    first call of ``owner.name``. Returns a list that holds an entry once it ran."""
+    real = getattr(owner, name)
+    ran: list[int] = []
+
+    async def interleaved(*args: Any, **kwargs: Any) -> Any:
+        if not ran and not after:
+            ran.append(1)
+            await action()
+        result = await real(*args, **kwargs)
+        if not ran and after:
+            ran.append(1)
+            await action()
+        return result
+
+    monkeypatch.setattr(owner, name, interleaved)
+    return ran
 
 
 def names(count: int) -> list[str]:
@@ -527,7 +555,6 @@ async def test_extend_and_save_refuse_an_id_the_thread_holds_inline_unloaded(
     assert whole.message_count == 12
 
 
-
 async def test_a_retried_add_msg_whose_message_moved_to_a_page_stores_nothing(
     small: AsyncThreadStore, async_raw: Raw
 ) -> None:
@@ -548,18 +575,11 @@ async def test_a_retried_add_msg_racing_a_move_of_its_message_stores_nothing(
     thread = await long_thread(small, LIMIT)  # at the limit: the next post moves
     landed = (await thread.messages())[0]
     other = await AsyncRoleThread.get(thread.id, store=small)
-    real = small._commutative_update
-    raced: list[int] = []
-
-    async def move_first(*args: Any, **kwargs: Any) -> Any:
-        # Another writer's post moves the oldest messages, the retried one among
-        # them, between the retry's look at the pages and its append.
-        if not raced:
-            raced.append(1)
-            await other.post("user", "mover")
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(small, "_commutative_update", move_first)
+    # Another writer's post moves the oldest messages, the retried one among them,
+    # between the retry's look at the pages and its append.
+    raced = interleave(
+        monkeypatch, small, "_commutative_update", lambda: other.post("user", "mover")
+    )
     await thread.add_msg(landed)
     assert raced
     doc = async_raw.find_one({"_id": thread.id})
@@ -576,17 +596,10 @@ async def test_a_message_search_racing_a_move_returns_each_message_once(
     thread = await long_thread(small, LIMIT)  # at the limit: the next post moves
     oldest = (await thread.messages())[0]
     other = await AsyncRoleThread.get(thread.id, store=small)
-    real = small.pages.find_messages
-    moved: list[int] = []
-
-    async def move_first(*args: Any, **kwargs: Any) -> Any:
-        # A post moves the oldest messages to a page after the search read them inline.
-        if not moved:
-            moved.append(1)
-            await other.post("user", "mover")
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(small.pages, "find_messages", move_first)
+    # A post moves the oldest messages to a page after the search read them inline.
+    moved = interleave(
+        monkeypatch, small.pages, "find_messages", lambda: other.post("user", "mover")
+    )
     found = await AsyncRoleThread.find_messages(thread_id=thread.id, store=small)
     assert moved
     assert [m.text for m in found] == names(LIMIT)
@@ -598,17 +611,8 @@ async def test_a_read_racing_a_delete_raises_not_found_rather_than_a_thread_with
     small: AsyncThreadStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     thread = await long_thread(small, 12)
-    real = small.pages.committed
-    deleted: list[int] = []
-
-    async def delete_first(*args: Any, **kwargs: Any) -> Any:
-        # The thread and its pages are deleted after the reader read the thread.
-        if not deleted:
-            deleted.append(1)
-            await small.delete(thread.id)
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(small.pages, "committed", delete_first)
+    # The thread and its pages are deleted after the reader read the thread.
+    deleted = interleave(monkeypatch, small.pages, "committed", lambda: small.delete(thread.id))
     with pytest.raises(ThreadNotFoundError):
         await AsyncRoleThread.get(thread.id, store=small)
     assert deleted
@@ -618,19 +622,15 @@ async def test_a_sweep_while_a_move_is_paused_between_page_and_commit_loses_noth
     small: AsyncThreadStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     thread = await long_thread(small, LIMIT)  # at the limit: the next post moves
-    real = small.pages.write
-    swept: list[int] = []
-
-    async def sweep_after_writing(page: Any) -> Any:
-        written = await real(page)
-        if not swept:
-            # The mover pauses here, past any cutoff: the sweep finds its page
-            # uncounted and older than the cutoff.
-            swept.append(1)
-            await small.sweep_blobs(older_than=datetime.timedelta(0))
-        return written
-
-    monkeypatch.setattr(small.pages, "write", sweep_after_writing)
+    # The mover pauses after writing its page, past any cutoff: the sweep finds the
+    # page uncounted and older than the cutoff.
+    swept = interleave(
+        monkeypatch,
+        small.pages,
+        "write",
+        lambda: small.sweep_blobs(older_than=datetime.timedelta(0)),
+        after=True,
+    )
     await thread.post("user", "mover")
     assert swept
     whole = await AsyncRoleThread.get(thread.id, store=small)
