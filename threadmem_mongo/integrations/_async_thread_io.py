@@ -86,7 +86,7 @@ async def append_messages(
     created again with the messages not yet appended.
     """
     pending = list(messages)
-    if len(pending) == 1 and await _store(store).append_if_room(thread_id, pending[0]):
+    if len(pending) == 1 and await store_or_default(store).append_if_room(thread_id, pending[0]):
         return
     refused = 0
     conflicts = 0
@@ -152,8 +152,9 @@ async def pop_last(store: AsyncThreadStore | None, thread_id: str) -> RoleMessag
 async def delete_thread(store: AsyncThreadStore | None, thread_id: str) -> None:
     """Delete the thread, its pages and its images by id, without reading it first;
     nothing happens if it does not exist."""
-    await _store(store).delete(thread_id)
+    await store_or_default(store).delete(thread_id)
 
 
-def _store(store: AsyncThreadStore | None) -> AsyncThreadStore:
+def store_or_default(store: AsyncThreadStore | None) -> AsyncThreadStore:
+    """``store``, or the configured default of ``threadmem_mongo.aio`` if it is None."""
     return store if store is not None else async_default_store()

@@ -38,9 +38,8 @@ from threadmem_mongo import (
     _updates,
 )
 from threadmem_mongo._capabilities import is_mongomock
-from threadmem_mongo._config import async_default_store
 from threadmem_mongo.aio import AsyncRoleThread, AsyncThreadStore
-from threadmem_mongo.integrations import _stored_items
+from threadmem_mongo.integrations import _async_thread_io, _stored_items
 
 __all__ = ["MESSAGE_KEY", "THREAD_MARK", "ThreadMemChatStore"]
 
@@ -309,9 +308,6 @@ class ThreadMemChatStore(AsyncDBChatStore):
                     raise
         return empty
 
-    def _target(self) -> AsyncThreadStore:
-        return self._store if self._store is not None else async_default_store()
-
     async def _window(
         self, key: str, status: MessageStatus | None, offset: int, limit: int | None
     ) -> list[RoleMessage] | None:
@@ -325,7 +321,7 @@ class ThreadMemChatStore(AsyncDBChatStore):
                 thread holds pending changes to paged messages, or when it kept changing
                 between the count and the read.
         """
-        target = self._target()
+        target = _async_thread_io.store_or_default(self._store)
         if is_mongomock(target.collection):
             return None
         condition = _condition(status)
@@ -388,7 +384,7 @@ class ThreadMemChatStore(AsyncDBChatStore):
         count = _check_count("limit", limit, optional=True)
         window = await self._window(key, chosen, first, count)
         if window is not None:
-            target = self._target()
+            target = _async_thread_io.store_or_default(self._store)
             return [
                 from_role_message(
                     m.model_copy(update={"images": await target.resolve_images(m.images)})
@@ -412,7 +408,7 @@ class ThreadMemChatStore(AsyncDBChatStore):
         """
         _check_key(key)
         chosen = _check_status(status, optional=True)
-        target = self._target()
+        target = _async_thread_io.store_or_default(self._store)
         if not is_mongomock(target.collection):
             counts = await target.count_matching(key, _condition(chosen))
             if counts is None:
@@ -436,7 +432,7 @@ class ThreadMemChatStore(AsyncDBChatStore):
         """
         _check_key(key)
         stored = to_role_message(_check_message(message), _required_status(status))
-        target = self._store if self._store is not None else async_default_store()
+        target = _async_thread_io.store_or_default(self._store)
         if await target.append_if_room(key, stored, thread_metadata={THREAD_MARK: True}):
             return
         thread = await self._load_or_create(key, [stored])
@@ -534,8 +530,7 @@ class ThreadMemChatStore(AsyncDBChatStore):
         _check_key(key)
         chosen = _check_status(status, optional=True)
         if chosen is None:
-            target = self._store if self._store is not None else async_default_store()
-            await target.delete(key)
+            await _async_thread_io.delete_thread(self._store, key)
             return
 
         async def remove(thread: AsyncRoleThread) -> None:
